@@ -1,14 +1,22 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! IPM — Integration Plane Management.
+//!
+//! # Layout
+//! - [`domain`]: pure types and rules (envelope, names, ids, cursors, filters, roles). No HTTP, no SQL.
+//! - [`store`]: storage traits split by capability, with the embedded SQLite implementation.
+//! - [`service`]: the use cases the HTTP layer and the CLI call (ingest, CDC, keys).
+//! - [`http`]: one module per API resource, each with its `router()`; one place maps errors to problem+json.
+//! - [`workers`]: background work with a single-step `run_once` (retention).
+//! - [`cli`]: the `ipm` command line (serve and client subcommands).
+//! - [`app`]: wires config, store and services together and runs the server.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod service;
+pub mod store;
+pub mod workers;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use app::{App, run};

@@ -1,0 +1,130 @@
+//! Wiring: config → store → services → HTTP server and workers.
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::service::{AcceptAll, EventValidator, Services};
+use crate::store::DynStore;
+use crate::store::sqlite::SqliteStore;
+use crate::workers::retention::RetentionWorker;
+use anyhow::Context;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// A built application: config, store and services, ready to serve.
+pub struct App {
+    pub config: Config,
+    pub services: Arc<Services>,
+    /// The admin key minted on first start (print it once), if any.
+    pub minted_admin_key: Option<String>,
+}
+
+/// Installs the process-wide rustls crypto provider (ring) once.
+pub fn init_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The process-wide Prometheus recorder (installed on first use).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Suffix("duration_seconds".into()),
+                    &[
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                        5.0, 10.0, 30.0,
+                    ],
+                )
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            match builder.install_recorder() {
+                Ok(h) => h,
+                // Another recorder is installed (e.g. by a test harness): render an empty one.
+                Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+            }
+        })
+        .clone()
+}
+
+impl App {
+    /// Opens the store, applies migrations, loads the catalog and creates the first admin key.
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        init_crypto();
+        let store = open_store(&config).await?;
+        let validator: Arc<dyn EventValidator> = Arc::new(AcceptAll);
+        let services = Arc::new(Services::new(store, validator).await?);
+        let preset = std::env::var("IPM_ADMIN_KEY")
+            .ok()
+            .filter(|s| !s.is_empty());
+        let minted_admin_key = services.bootstrap_admin(preset.as_deref()).await?;
+        Ok(App {
+            config,
+            services,
+            minted_admin_key,
+        })
+    }
+
+    /// The HTTP router over this app's services.
+    pub fn router(&self) -> axum::Router {
+        http::router(AppState {
+            services: self.services.clone(),
+            max_body: http::DEFAULT_MAX_BODY,
+            metrics: metrics_handle(),
+        })
+    }
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
+    match config.database_url.as_deref() {
+        Some(u) if u.starts_with("postgres") => {
+            anyhow::bail!("PostgreSQL is not available in this build yet")
+        }
+        _ => {
+            let path = config.sqlite_path();
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating data dir {}", dir.display()))?;
+            }
+            let store = SqliteStore::open(&path)
+                .await
+                .with_context(|| format!("opening the SQLite store at {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// Serves the API on `listener` with all workers until `shutdown` resolves, then drains
+/// in-flight requests, stops the workers and closes the store.
+pub async fn run(
+    app: App,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let stop = CancellationToken::new();
+    let mut workers = Vec::new();
+    if let Some(days) = app.config.retention.days {
+        workers.push(RetentionWorker::new(app.services.store.clone(), days).spawn(stop.clone()));
+    }
+    let router = app.router();
+    let server_stop = stop.clone();
+    let result = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = server_stop.cancelled() => {}
+        }
+    })
+    .await;
+    stop.cancel();
+    for w in workers {
+        let _ = w.await;
+    }
+    app.services.store.close().await?;
+    result.context("serving HTTP")
+}

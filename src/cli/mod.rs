@@ -1,0 +1,56 @@
+//! The `ipm` command line: `serve`, and client subcommands against a running server.
+mod client;
+mod serve;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// IPM — Integration Plane Management.
+#[derive(Debug, Parser)]
+#[command(name = "ipm", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the API and all workers.
+    Serve(serve::ServeArgs),
+    /// Manage API keys on a running server.
+    Keys(client::KeysArgs),
+    /// Publish events to a running server.
+    Events(client::EventsArgs),
+    /// Read the CDC feed of a running server.
+    Cdc(client::CdcArgs),
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Serve(a) => serve::run(a).await,
+            Command::Keys(a) => client::keys(a).await,
+            Command::Events(a) => client::events(a).await,
+            Command::Cdc(a) => client::cdc(a).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

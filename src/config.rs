@@ -1,0 +1,177 @@
+//! Configuration: one typed struct, layered defaults < `ipm.toml` / `--config` < `IPM_*` env < flags.
+//! Unknown keys are an error.
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// `IPM_*` variables that belong to the CLI client or bootstrap, not to the config tree.
+const NON_CONFIG_ENV: &[&str] = &["admin_key", "url", "key", "config"];
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: String,
+    /// Where the embedded store (and other local files) live.
+    pub data_dir: PathBuf,
+    /// A store URL; absent = SQLite file `ipm.sqlite3` in `data_dir`.
+    pub database_url: Option<String>,
+    pub catalog: CatalogConfig,
+    pub retention: RetentionConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./ipm-data"),
+            database_url: None,
+            catalog: CatalogConfig::default(),
+            retention: RetentionConfig::default(),
+        }
+    }
+}
+
+/// `catalog.*`
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogConfig {
+    /// A catalog directory; absent = the embedded example catalog.
+    pub dir: Option<PathBuf>,
+    pub unknown_types: UnknownTypes,
+    pub validation: ValidationMode,
+}
+
+/// What ingest does with event types the catalog does not know.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownTypes {
+    #[default]
+    Reject,
+    Accept,
+}
+
+/// What ingest does with payloads that fail their schema.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ValidationMode {
+    #[default]
+    Reject,
+    Warn,
+    Off,
+}
+
+/// `retention.*`
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Purge events ingested more than this many days ago; absent = keep everything.
+    pub days: Option<u32>,
+}
+
+/// Values given as command-line flags (highest precedence).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Flags {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<FlagCatalog>,
+}
+
+/// `--catalog` as a nested flag value.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FlagCatalog {
+    pub dir: PathBuf,
+}
+
+impl Config {
+    /// Loads the layers. `file` is `--config`; without it, `./ipm.toml` is read when present.
+    pub fn load(file: Option<&Path>, flags: Flags) -> Result<Config, String> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(f) if !f.exists() => {
+                return Err(format!("config file {} does not exist", f.display()));
+            }
+            Some(f) => fig = fig.merge(Toml::file_exact(f)),
+            None => fig = fig.merge(Toml::file("ipm.toml")),
+        }
+        let env = Env::prefixed("IPM_")
+            .split("__")
+            .filter(|k| !NON_CONFIG_ENV.contains(&k.as_str()));
+        let config: Config = fig
+            .merge(env)
+            .merge(Serialized::defaults(flags))
+            .extract()
+            .map_err(|e| format!("invalid configuration: {e}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        self.listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| format!("invalid configuration: listen `{}`: {e}", self.listen))?;
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+        {
+            return Err("invalid configuration: database_url must start with sqlite:, postgres:// or postgresql://".into());
+        }
+        if self.retention.days == Some(0) {
+            return Err("invalid configuration: retention.days must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The SQLite file path this config points at.
+    pub fn sqlite_path(&self) -> PathBuf {
+        match self
+            .database_url
+            .as_deref()
+            .and_then(|u| u.strip_prefix("sqlite:"))
+        {
+            Some(p) => PathBuf::from(p.trim_start_matches("//")),
+            None => self.data_dir.join("ipm.sqlite3"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_and_unknown_keys() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "ipm.toml",
+                "listen = \"127.0.0.1:9000\"\n[retention]\ndays = 7\n",
+            )?;
+            jail.set_env("IPM_RETENTION__DAYS", "9");
+            jail.set_env("IPM_ADMIN_KEY", "ignored");
+            let c = Config::load(None, Flags::default()).map_err(figment::Error::from)?;
+            assert_eq!(c.listen, "127.0.0.1:9000");
+            assert_eq!(c.retention.days, Some(9));
+            let c = Config::load(
+                None,
+                Flags {
+                    listen: Some("127.0.0.1:1".into()),
+                    ..Default::default()
+                },
+            )
+            .map_err(figment::Error::from)?;
+            assert_eq!(c.listen, "127.0.0.1:1");
+            jail.create_file("ipm.toml", "lisen = \"x\"\n")?;
+            let e = Config::load(None, Flags::default()).unwrap_err();
+            assert!(e.contains("lisen"), "{e}");
+            Ok(())
+        });
+    }
+}

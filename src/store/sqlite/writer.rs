@@ -1,0 +1,130 @@
+//! The single writer thread with group commit.
+//!
+//! SQLite allows one writer at a time, so every write goes through one thread that owns the
+//! write connection. It takes all jobs that are waiting, runs each inside its own savepoint
+//! (so a failing job does not undo its neighbours), commits once with `synchronous = FULL`, and
+//! only then answers the callers: an answer means the write is durable, and one fsync is shared
+//! by every job of the group.
+use crate::store::{StoreError, StoreResult};
+use rusqlite::Connection;
+use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
+use tokio::sync::oneshot;
+
+type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+
+/// Most jobs folded into one commit.
+const MAX_GROUP: usize = 512;
+
+/// Handle to the writer thread.
+pub(crate) struct Writer {
+    tx: Mutex<Option<SyncSender<Job>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Writer {
+    /// Starts the writer thread on `conn`.
+    pub(crate) fn spawn(conn: Connection) -> std::io::Result<Self> {
+        let (tx, rx) = sync_channel::<Job>(4096);
+        let thread = std::thread::Builder::new()
+            .name("ipm-sqlite-writer".into())
+            .spawn(move || run(conn, rx))?;
+        Ok(Self {
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Runs `f` in the next group transaction; resolves after the commit.
+    pub(crate) async fn run<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let (done_tx, done_rx) = oneshot::channel::<StoreResult<T>>();
+        let job: Job = Box::new(move |conn: &Connection| {
+            let result = in_savepoint(conn, f);
+            Box::new(move |commit: Result<(), String>| {
+                let _ = done_tx.send(commit.map_err(StoreError::Backend).and(result));
+            })
+        });
+        let sender = self
+            .tx
+            .lock()
+            .map_err(|_| StoreError::Backend("writer lock poisoned".into()))?
+            .clone()
+            .ok_or_else(|| StoreError::Backend("the store is closed".into()))?;
+        // The channel is bounded; block in a blocking-safe way when it is full.
+        let job = match sender.try_send(job) {
+            Ok(()) => None,
+            Err(std::sync::mpsc::TrySendError::Full(job)) => Some(job),
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+                return Err(StoreError::Backend("the writer has stopped".into()));
+            }
+        };
+        if let Some(job) = job {
+            tokio::task::spawn_blocking(move || sender.send(job))
+                .await
+                .map_err(|e| StoreError::Backend(e.to_string()))?
+                .map_err(|_| StoreError::Backend("the writer has stopped".into()))?;
+        }
+        done_rx
+            .await
+            .map_err(|_| StoreError::Backend("the writer dropped a job".into()))?
+    }
+
+    /// Stops accepting jobs, lets the queued ones finish, and joins the thread.
+    pub(crate) fn close(&self) {
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+        let handle = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+fn in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> StoreResult<T>,
+) -> StoreResult<T> {
+    conn.execute_batch("SAVEPOINT job")?;
+    let r = f(conn);
+    match &r {
+        Ok(_) => conn.execute_batch("RELEASE job")?,
+        Err(_) => conn.execute_batch("ROLLBACK TO job; RELEASE job")?,
+    }
+    r
+}
+
+fn run(conn: Connection, rx: Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let begun = conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| e.to_string());
+        if begun.is_err() {
+            // Never run a job outside a transaction: dropping a job answers its caller with an error.
+            drop(jobs);
+            continue;
+        }
+        let replies: Vec<Reply> = jobs.into_iter().map(|j| j(&conn)).collect();
+        let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        if commit.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for r in replies {
+            r(commit.clone());
+        }
+    }
+    let _ = conn.execute_batch("PRAGMA optimize");
+}

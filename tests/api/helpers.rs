@@ -1,0 +1,176 @@
+//! The test harness: `TestApp::spawn()` starts the real server on 127.0.0.1:0 over a temp-dir
+//! store and hands out an admin key and a client.
+use ipm::App;
+use ipm::config::Config;
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A running server for one test.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub admin_key: String,
+    pub config: Config,
+    pub dir: TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+static REQ: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh request id.
+pub fn rid() -> String {
+    format!("test-{}", REQ.fetch_add(1, Ordering::Relaxed))
+}
+
+impl TestApp {
+    /// A server with default config on a temp dir.
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// A server whose config `tweak` may change first.
+    pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config {
+            data_dir: dir.path().to_path_buf(),
+            listen: "127.0.0.1:0".into(),
+            ..Config::default()
+        };
+        config.catalog.unknown_types = ipm::config::UnknownTypes::Accept;
+        tweak(&mut config);
+        Self::start(config, dir).await
+    }
+
+    /// Starts a server on `config` (reusing `dir` as the data dir owner).
+    pub async fn start(config: Config, dir: TempDir) -> TestApp {
+        let app = App::build(config.clone()).await.expect("build app");
+        let admin_key = app
+            .minted_admin_key
+            .clone()
+            .expect("a fresh store mints an admin key");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(ipm::run(app, listener, async move {
+            let _ = rx.await;
+        }));
+        ipm::app::init_crypto();
+        TestApp {
+            addr,
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            admin_key,
+            config,
+            dir,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the server gracefully and waits for the store to close.
+    pub async fn stop(mut self) -> TempDir {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.expect("server task").expect("server result");
+        }
+        std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"))
+    }
+
+    /// A request with a key and a fresh `X-Request-Id` / `X-Actor-Id`.
+    pub fn req(&self, method: Method, path: &str, key: &str) -> RequestBuilder {
+        self.client
+            .request(method, format!("{}{}", self.base, path))
+            .bearer_auth(key)
+            .header("x-request-id", rid())
+            .header("x-actor-id", "tester")
+    }
+
+    /// Creates a key as admin and returns the token.
+    pub async fn key(&self, body: Value) -> String {
+        let r = self
+            .req(Method::POST, "/v1/admin/keys", &self.admin_key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        r.json::<Value>().await.unwrap()["key"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// POSTs events as the admin and returns the report.
+    pub async fn publish(&self, events: &Value) -> Value {
+        let r = self
+            .req(Method::POST, "/v1/events", &self.admin_key)
+            .json(events)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        r.json().await.unwrap()
+    }
+
+    /// GETs a CDC page as the admin.
+    pub async fn cdc(&self, org: &str, query: &str) -> Response {
+        self.req(
+            Method::GET,
+            &format!("/v1/orgs/{org}/cdc?{query}"),
+            &self.admin_key,
+        )
+        .send()
+        .await
+        .unwrap()
+    }
+
+    /// Follows the CDC feed until `has_more` is false; returns every event.
+    pub async fn cdc_all(&self, org: &str, query: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let q = match &cursor {
+                Some(c) => format!("{query}&limit=1000&cursor={c}"),
+                None => format!("{query}&limit=1000"),
+            };
+            let r = self.cdc(org, &q).await;
+            assert_eq!(r.status(), 200);
+            let v: Value = r.json().await.unwrap();
+            out.extend(v["data"].as_array().unwrap().iter().cloned());
+            cursor = v["next_cursor"].as_str().map(str::to_string);
+            if v["has_more"] != true {
+                return out;
+            }
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// An event envelope for tests.
+pub fn event(org: &str, event_id: &str, event_type: &str) -> Value {
+    json!({
+        "event_id": event_id,
+        "event_type": event_type,
+        "org_id": org,
+        "occurred_at": "2026-11-26T10:15:00.123Z",
+        "payload": { "n": event_id }
+    })
+}

@@ -1,0 +1,5 @@
+//! API tests: one binary, each test with its own server on port 0 and its own store.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+mod smoke;
