@@ -101,9 +101,11 @@ impl Config {
             Some(f) => fig = fig.merge(Toml::file_exact(f)),
             None => fig = fig.merge(Toml::file("ipm.toml")),
         }
-        let env = Env::prefixed("IPM_")
-            .split("__")
-            .filter(|k| !NON_CONFIG_ENV.contains(&k.as_str()));
+        let env = Env::prefixed("IPM_").split("__").filter(|k| {
+            !NON_CONFIG_ENV
+                .iter()
+                .any(|n| k.as_str().eq_ignore_ascii_case(n))
+        });
         let config: Config = fig
             .merge(env)
             .merge(Serialized::defaults(flags))
@@ -148,6 +150,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::result_large_err)]
     fn layers_and_unknown_keys() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(

@@ -395,7 +395,8 @@ mod tests {
         assert_eq!(split_json(&format!("[{OK},{OK}]")).unwrap().len(), 2);
         assert!(matches!(split_json("[]"), Err(BatchError::Empty)));
         assert!(matches!(split_json("nope"), Err(BatchError::Malformed(_))));
-        let lines = split_ndjson(&format!("{OK}\n\nnot json\n{OK}\n")).unwrap();
+        let body = format!("{OK}\n\nnot json\n{OK}\n");
+        let lines = split_ndjson(&body).unwrap();
         assert_eq!(lines.len(), 3);
         assert!(lines[1].is_err());
     }

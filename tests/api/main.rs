@@ -1,5 +1,6 @@
 //! API tests: one binary, each test with its own server on port 0 and its own store.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[allow(dead_code)]
 mod helpers;
 mod smoke;
