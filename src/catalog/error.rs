@@ -5,11 +5,15 @@ use std::fmt;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+/// How `Display` shows the empty pointer (the whole file).
+pub const WHOLE_FILE: &str = "(file)";
+
 /// One failed catalog check.
 ///
 /// `file` is relative to the catalog root (e.g. `orders/events/orders.order.placed.toml`),
 /// `pointer` is a JSON pointer into that file (for TOML files the key path written as a JSON
-/// pointer, e.g. `/versions/0/schema`; empty for the whole file).
+/// pointer, e.g. `/versions/0/schema`; empty for the whole file, shown as `(file)`).
+/// `Display` prints `file: pointer: message`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct CheckError {
     /// File the problem is in, relative to the catalog root.
@@ -37,7 +41,12 @@ impl CheckError {
 
 impl fmt::Display for CheckError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}: {}", self.file, self.pointer, self.message)
+        let pointer = if self.pointer.is_empty() {
+            WHOLE_FILE
+        } else {
+            &self.pointer
+        };
+        write!(f, "{}: {pointer}: {}", self.file, self.message)
     }
 }
 

@@ -165,6 +165,9 @@ pub(crate) fn load_event(
         .iter()
         .filter_map(|v| v.schema.as_ref())
         .collect();
+    // A declared schema that failed to load is already reported; resolving pointers against
+    // the remaining versions would only add noise.
+    let schema_failed = ev.versions.iter().filter(|v| v.schema.is_some()).count() > schemas.len();
     let mut redaction = Vec::new();
     for (k, r) in ev.redaction.iter().flatten().enumerate() {
         let key = format!("/redaction/{k}/pointer");
@@ -176,7 +179,12 @@ pub(crate) fn load_event(
                     r.pointer
                 ),
             ));
-        } else if !schemas.iter().any(|s| pointer_resolves(s, &r.pointer)) {
+        } else if schemas.is_empty() && !schema_failed {
+            errs.push(err(
+                &key,
+                "cannot resolve the pointer: no version has a schema".into(),
+            ));
+        } else if !schema_failed && !schemas.iter().any(|s| pointer_resolves(s, &r.pointer)) {
             errs.push(err(
                 &key,
                 format!(

@@ -51,17 +51,28 @@ pub(crate) fn load(files: &Files) -> Result<Catalog, CatalogErrors> {
         check_service(dir, &svc_path, &svc, &mut errs);
         let prefix = format!("{dir}/events/");
         let first = types.len();
+        // Files that failed to load still count as known under their file name, so one broken
+        // event file does not cascade into "unknown event type" errors in the lifecycles.
+        let mut unloaded: Vec<String> = Vec::new();
         for path in files
             .keys()
             .filter(|p| p.starts_with(&prefix) && p.ends_with(".toml"))
         {
-            if let Some(t) = load_event(files, dir, path, &svc, &mut errs) {
-                types.push(t);
+            let stem = path[prefix.len()..path.len() - ".toml".len()].to_string();
+            match load_event(files, dir, path, &svc, &mut errs) {
+                Some(t) => {
+                    if split_event_type(&t.entry.event_type).is_err() {
+                        unloaded.push(stem);
+                    }
+                    types.push(t);
+                }
+                None => unloaded.push(stem),
             }
         }
         let known: BTreeSet<&str> = types[first..]
             .iter()
             .map(|t| t.entry.event_type.as_str())
+            .chain(unloaded.iter().map(String::as_str))
             .collect();
         for (i, lc) in svc.lifecycles.iter().enumerate() {
             let base = format!("/lifecycles/{i}");

@@ -35,7 +35,7 @@ pub(crate) fn compile(file: &str, schema: &Value) -> Result<Validator, Vec<Check
         return Err(vec![CheckError::new(
             file,
             e.instance_path().as_str(),
-            format!("not a valid JSON Schema (draft 2020-12): {}", e.masked()),
+            format!("not a valid JSON Schema (draft 2020-12): {}", e),
         )]);
     }
     jsonschema::options()
