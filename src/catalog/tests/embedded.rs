@@ -58,7 +58,7 @@ fn every_type_and_version_has_a_validating_specimen() {
         for v in &t.versions {
             let of_version: Vec<&Value> = specimens
                 .iter()
-                .filter(|s| s["schema_version"] == Value::from(v.version))
+                .filter(|s| s["schema_version"] == v.version)
                 .collect();
             assert!(
                 !of_version.is_empty(),
@@ -155,7 +155,7 @@ fn every_mutated_specimen_is_rejected_with_the_failing_pointer() {
 /// numbers, a string for numbers).
 fn wrong_type(payload: &Value) -> (Value, String) {
     let mut broken = payload.clone();
-    let Some(key) = payload.as_object().and_then(|o| o.keys().last().cloned()) else {
+    let Some(key) = payload.as_object().and_then(|o| o.keys().next_back().cloned()) else {
         panic!("specimen payload is empty")
     };
     broken[&key] = if payload[&key].is_number() {
