@@ -4,20 +4,22 @@
 //! Pure domain code: no HTTP, no SQL. The format is documented in `docs/catalog.md`.
 //!
 //! Layout:
-//! - [`files`] — serde structs of the TOML/JSON files (unknown keys rejected);
+//! - `files` — serde structs of the TOML/JSON files (unknown keys rejected);
 //! - `source` — the embedded catalog or a directory, flattened into a file map;
-//! - `load` / `event` — the loader and every load-time check, collecting all [`CheckError`]s;
+//! - `load` / `event` / `artifacts` — the loader and every load-time check (services and
+//!   lifecycles / event files / schemas and specimens), collecting all [`CheckError`]s;
 //! - `checks` — name, pointer and graph helpers;
 //! - `validate` — schema compilation and payload validation (compiled once, reused);
 //! - `specimens`, `conventions`, `contracts`, `maturity`, `asyncapi` — derived documents.
 
+mod artifacts;
 mod asyncapi;
 mod checks;
 mod contracts;
 mod conventions;
 mod error;
 mod event;
-pub mod files;
+mod files;
 mod load;
 mod maturity;
 mod model;

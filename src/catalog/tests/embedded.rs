@@ -155,7 +155,10 @@ fn every_mutated_specimen_is_rejected_with_the_failing_pointer() {
 /// numbers, a string for numbers).
 fn wrong_type(payload: &Value) -> (Value, String) {
     let mut broken = payload.clone();
-    let Some(key) = payload.as_object().and_then(|o| o.keys().next_back().cloned()) else {
+    let Some(key) = payload
+        .as_object()
+        .and_then(|o| o.keys().next_back().cloned())
+    else {
         panic!("specimen payload is empty")
     };
     broken[&key] = if payload[&key].is_number() {
