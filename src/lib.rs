@@ -1,6 +1,7 @@
 //! IPM — Integration Plane Management.
 //!
 //! # Layout
+//! - [`catalog`]: the event catalog (types, schemas, lifecycles, specimens, contracts, maturity, AsyncAPI).
 //! - [`domain`]: pure types and rules (envelope, names, ids, cursors, filters, roles). No HTTP, no SQL.
 //! - [`store`]: storage traits split by capability, with the embedded SQLite implementation.
 //! - [`service`]: the use cases the HTTP layer and the CLI call (ingest, CDC, keys).
@@ -11,6 +12,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod app;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod domain;
