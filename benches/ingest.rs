@@ -46,7 +46,10 @@ struct Server {
 }
 
 async fn start(dir: tempfile::TempDir) -> Server {
-    let mut config = Config { data_dir: dir.path().to_path_buf(), ..Config::default() };
+    let mut config = Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
     config.catalog.unknown_types = ipm::config::UnknownTypes::Accept;
     config.catalog.validation = ipm::config::ValidationMode::Off;
     let app = App::build(config).await.unwrap();
@@ -57,7 +60,13 @@ async fn start(dir: tempfile::TempDir) -> Server {
     let task = tokio::spawn(ipm::run(app, listener, async move {
         let _ = rx.await;
     }));
-    Server { base, key, _dir: dir, stop: Some(tx), task }
+    Server {
+        base,
+        key,
+        _dir: dir,
+        stop: Some(tx),
+        task,
+    }
 }
 
 impl Server {
@@ -72,7 +81,8 @@ impl Server {
 /// Raw baseline: the same rows inserted with rusqlite in 1000-row transactions.
 fn raw_baseline(rows: &[(String, String)], path: &std::path::Path) -> f64 {
     let conn = rusqlite::Connection::open(path).unwrap();
-    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;").unwrap();
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
+        .unwrap();
     let start = Instant::now();
     for (chunk_no, chunk) in rows.chunks(BATCH).enumerate() {
         let tx = conn.unchecked_transaction().unwrap();
@@ -87,7 +97,8 @@ fn raw_baseline(rows: &[(String, String)], path: &std::path::Path) -> f64 {
                 .unwrap();
             for (i, (id, body)) in chunk.iter().enumerate() {
                 let seq = (chunk_no * BATCH + i + 1) as i64;
-                st.execute(params![seq, format!("evt_{id}"), id, body]).unwrap();
+                st.execute(params![seq, format!("evt_{id}"), id, body])
+                    .unwrap();
             }
         }
         tx.commit().unwrap();
@@ -101,8 +112,13 @@ async fn batched_http(server: &Server, bodies: Arc<Vec<String>>, clients: usize)
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        let (client, bodies, next, base, key) =
-            (client.clone(), bodies.clone(), next.clone(), server.base.clone(), server.key.clone());
+        let (client, bodies, next, base, key) = (
+            client.clone(),
+            bodies.clone(),
+            next.clone(),
+            server.base.clone(),
+            server.key.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed) as usize;
@@ -135,7 +151,12 @@ async fn single_http(server: &Server, clients: usize, duration: Duration) -> f64
     let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
-        let (client, count, base, key) = (client.clone(), count.clone(), server.base.clone(), server.key.clone());
+        let (client, count, base, key) = (
+            client.clone(),
+            count.clone(),
+            server.base.clone(),
+            server.key.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut i = 0usize;
             while start.elapsed() < duration {
@@ -170,7 +191,8 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 /// Fills the store file with `n` small events straight through rusqlite (setup, not measured).
 fn fill_cdc_store(path: &std::path::Path, n: usize) {
     let conn = rusqlite::Connection::open(path).unwrap();
-    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;").unwrap();
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;")
+        .unwrap();
     let services = ["orders", "inventory", "fulfilment", "billing"];
     for chunk in 0..n.div_ceil(50_000) {
         let tx = conn.unchecked_transaction().unwrap();
@@ -190,7 +212,16 @@ fn fill_cdc_store(path: &std::path::Path, n: usize) {
                 let body = format!(
                     r#"{{"id":"{id}","sequence":{seq},"ingested_at":"2026-11-26T10:15:00.000Z","service":"{s}","event_id":"e{i}","event_type":"{s}.record.changed","org_id":"org_cdc","occurred_at":"2026-11-26T10:15:00Z","facility_id":"{fac}","schema_version":1,"payload":{{"n":{i},"status":"ok","amount":1234}}}}"#
                 );
-                st.execute(params![seq, id, format!("e{i}"), format!("{s}.record.changed"), s, fac, body]).unwrap();
+                st.execute(params![
+                    seq,
+                    id,
+                    format!("e{i}"),
+                    format!("{s}.record.changed"),
+                    s,
+                    fac,
+                    body
+                ])
+                .unwrap();
             }
         }
         tx.commit().unwrap();
@@ -204,7 +235,10 @@ async fn cdc_latency(server: &Server, near_end: bool, total: usize, requests: us
     // A cursor near the start or the end, obtained the way a consumer would: follow next_cursor.
     let filter = "service=orders&facility_id=fac_2";
     let first: serde_json::Value = client
-        .get(format!("{}/v1/orgs/org_cdc/cdc?{filter}&limit=100", server.base))
+        .get(format!(
+            "{}/v1/orgs/org_cdc/cdc?{filter}&limit=100",
+            server.base
+        ))
         .bearer_auth(&server.key)
         .send()
         .await
@@ -218,7 +252,10 @@ async fn cdc_latency(server: &Server, near_end: bool, total: usize, requests: us
         let mut seen = 0;
         while seen < total / 20 - 2000 {
             let v: serde_json::Value = client
-                .get(format!("{}/v1/orgs/org_cdc/cdc?{filter}&limit=1000&cursor={cursor}", server.base))
+                .get(format!(
+                    "{}/v1/orgs/org_cdc/cdc?{filter}&limit=1000&cursor={cursor}",
+                    server.base
+                ))
                 .bearer_auth(&server.key)
                 .send()
                 .await
@@ -236,7 +273,10 @@ async fn cdc_latency(server: &Server, near_end: bool, total: usize, requests: us
     for _ in 0..requests {
         let t = Instant::now();
         let r = client
-            .get(format!("{}/v1/orgs/org_cdc/cdc?{filter}&limit=100&cursor={cursor}", server.base))
+            .get(format!(
+                "{}/v1/orgs/org_cdc/cdc?{filter}&limit=100&cursor={cursor}",
+                server.base
+            ))
             .bearer_auth(&server.key)
             .send()
             .await
@@ -259,7 +299,10 @@ fn main() {
     let quick = args.iter().any(|a| a == "--quick");
     let events = if quick { 50_000 } else { 200_000 };
     let cdc_events = if quick { 500_000 } else { 5_000_000 };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async move {
         ipm::app::init_crypto();
         // 1. Batched ingest vs raw baseline.

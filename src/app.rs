@@ -1,7 +1,9 @@
 //! Wiring: config → store → services → HTTP server and workers.
+use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::http::{self, AppState};
-use crate::service::{AcceptAll, EventValidator, Services};
+use crate::service::validator::CatalogValidator;
+use crate::service::{EventValidator, Services};
 use crate::store::DynStore;
 use crate::store::sqlite::SqliteStore;
 use crate::workers::retention::RetentionWorker;
@@ -54,8 +56,13 @@ impl App {
     pub async fn build(config: Config) -> anyhow::Result<App> {
         init_crypto();
         let store = open_store(&config).await?;
-        let validator: Arc<dyn EventValidator> = Arc::new(AcceptAll);
-        let services = Arc::new(Services::new(store, validator).await?);
+        let catalog = Arc::new(load_catalog(&config)?);
+        let validator: Arc<dyn EventValidator> = Arc::new(CatalogValidator::new(
+            catalog.clone(),
+            config.catalog.unknown_types,
+            config.catalog.validation,
+        ));
+        let services = Arc::new(Services::new(store, catalog, validator).await?);
         let preset = std::env::var("IPM_ADMIN_KEY")
             .ok()
             .filter(|s| !s.is_empty());
@@ -74,6 +81,16 @@ impl App {
             max_body: http::DEFAULT_MAX_BODY,
             metrics: metrics_handle(),
         })
+    }
+}
+
+/// Loads the configured catalog (or the embedded one); an invalid catalog refuses the start.
+pub fn load_catalog(config: &Config) -> anyhow::Result<Catalog> {
+    match &config.catalog.dir {
+        Some(dir) => Catalog::load_dir(dir)
+            .map_err(|e| anyhow::anyhow!("the catalog in {} is invalid:\n{e}", dir.display())),
+        None => Catalog::embedded()
+            .map_err(|e| anyhow::anyhow!("the embedded catalog is invalid:\n{e}")),
     }
 }
 

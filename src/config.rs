@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// `IPM_*` variables that belong to the CLI client or bootstrap, not to the config tree.
-const NON_CONFIG_ENV: &[&str] = &["admin_key", "url", "key", "config"];
+const NON_CONFIG_ENV: &[&str] = &["admin_key", "url", "key", "config", "log"];
 
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -1,4 +1,5 @@
 //! The `ipm` command line: `serve`, and client subcommands against a running server.
+mod catalog;
 mod client;
 mod serve;
 
@@ -23,6 +24,8 @@ enum Command {
     Events(client::EventsArgs),
     /// Read the CDC feed of a running server.
     Cdc(client::CdcArgs),
+    /// Work with catalog directories.
+    Catalog(catalog::CatalogArgs),
 }
 
 /// Entry point of the binary.
@@ -44,6 +47,7 @@ pub fn main() -> ExitCode {
             Command::Keys(a) => client::keys(a).await,
             Command::Events(a) => client::events(a).await,
             Command::Cdc(a) => client::cdc(a).await,
+            Command::Catalog(a) => catalog::run(a),
         }
     });
     match result {

@@ -1,6 +1,7 @@
 //! The HTTP API: one module per resource, each with its `router()`, assembled here with the
 //! cross-cutting layers (request id, metrics, panic guard, fallbacks).
 pub mod admin;
+pub mod catalog;
 pub mod cdc;
 pub mod events;
 pub mod extract;
@@ -40,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .merge(events::router())
         .merge(cdc::router())
         .merge(admin::router())
+        .merge(catalog::router())
         .merge(ops::router())
         .split_for_parts();
     let doc = Arc::new(openapi::finish(doc));

@@ -3,6 +3,7 @@
 pub mod cdc;
 pub mod ingest;
 pub mod keys;
+pub mod validator;
 
 use crate::domain::FieldError;
 use crate::domain::auth::Denied;
@@ -70,6 +71,7 @@ impl EventValidator for AcceptAll {
 /// Everything the use cases need, shared by handlers and workers.
 pub struct Services {
     pub store: DynStore,
+    pub catalog: Arc<crate::catalog::Catalog>,
     pub cursors: CursorCodec,
     pub validator: Arc<dyn EventValidator>,
 }
@@ -78,11 +80,13 @@ impl Services {
     /// Builds the services over a store, loading the store's cursor key.
     pub async fn new(
         store: DynStore,
+        catalog: Arc<crate::catalog::Catalog>,
         validator: Arc<dyn EventValidator>,
     ) -> Result<Self, ServiceError> {
         let key = store.secret("cursor").await?;
         Ok(Self {
             store,
+            catalog,
             cursors: CursorCodec::new(key),
             validator,
         })
