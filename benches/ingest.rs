@@ -290,6 +290,53 @@ async fn cdc_latency(server: &Server, near_end: bool, total: usize, requests: us
     (p50, p99)
 }
 
+/// Batches built from the embedded catalog's specimens (valid payloads), unique event ids.
+fn specimen_batches(events: usize) -> Vec<String> {
+    let catalog = ipm::catalog::Catalog::embedded().unwrap();
+    let mut templates = Vec::new();
+    for t in catalog.event_types() {
+        for mut s in catalog.specimens(&t.event_type) {
+            let o = s.as_object_mut().unwrap();
+            for k in ["id", "sequence", "ingested_at", "service"] {
+                o.remove(k);
+            }
+            o.insert("org_id".into(), json!("org_val"));
+            templates.push(s);
+        }
+    }
+    (0..events / BATCH)
+        .map(|b| {
+            let batch: Vec<serde_json::Value> = (0..BATCH)
+                .map(|i| {
+                    let mut e = templates[(b * BATCH + i) % templates.len()].clone();
+                    e["event_id"] = json!(format!("val-{}", b * BATCH + i));
+                    e
+                })
+                .collect();
+            serde_json::Value::Array(batch).to_string()
+        })
+        .collect()
+}
+
+async fn validation_ratio(events: usize) {
+    let bodies = Arc::new(specimen_batches(events));
+    let mut on = Vec::new();
+    let mut off = Vec::new();
+    // Alternate the two modes to spread machine noise over both.
+    for _ in 0..2 {
+        for mode in [ipm::config::ValidationMode::Reject, ipm::config::ValidationMode::Off] {
+            let s = start_with(tempfile::tempdir().unwrap(), mode).await;
+            let rate = batched_http(&s, bodies.clone(), 4).await;
+            s.shutdown().await;
+            if mode == ipm::config::ValidationMode::Off { off.push(rate) } else { on.push(rate) }
+        }
+    }
+    let best = |v: &[f64]| v.iter().cloned().fold(0.0, f64::max);
+    println!("batched ingest of catalog specimens, validation on:  {:.0} events/s (runs {on:.0?})", best(&on));
+    println!("batched ingest of catalog specimens, validation off: {:.0} events/s (runs {off:.0?})", best(&off));
+    println!("ratio on/off: {:.0}%", 100.0 * best(&on) / best(&off));
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--list") {
@@ -297,6 +344,14 @@ fn main() {
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");
+    if args.iter().any(|a| a == "--validation") {
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            ipm::app::init_crypto();
+            validation_ratio(if quick { 50_000 } else { 200_000 }).await
+        });
+        return;
+    }
     let events = if quick { 50_000 } else { 200_000 };
     let cdc_events = if quick { 500_000 } else { 5_000_000 };
     let rt = tokio::runtime::Builder::new_multi_thread()
