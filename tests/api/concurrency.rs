@@ -49,7 +49,11 @@ async fn consumer_sees_every_accepted_event_once_in_order() {
             // A generous bound so a bug fails the test instead of hanging it.
             let deadline = Instant::now() + Duration::from_secs(300);
             while seen.len() < total {
-                assert!(Instant::now() < deadline, "consumer saw only {} of {total}", seen.len());
+                assert!(
+                    Instant::now() < deadline,
+                    "consumer saw only {} of {total}",
+                    seen.len()
+                );
                 let q = match &cursor {
                     Some(c) => format!("limit=500&wait=1&cursor={c}"),
                     None => "limit=500&wait=1".into(),
@@ -58,7 +62,10 @@ async fn consumer_sees_every_accepted_event_once_in_order() {
                 assert_eq!(r.status(), 200);
                 let v: Value = r.json().await.unwrap();
                 for e in v["data"].as_array().unwrap() {
-                    seen.push((e["sequence"].as_i64().unwrap(), e["id"].as_str().unwrap().to_string()));
+                    seen.push((
+                        e["sequence"].as_i64().unwrap(),
+                        e["id"].as_str().unwrap().to_string(),
+                    ));
                 }
                 cursor = Some(v["next_cursor"].as_str().unwrap().to_string());
             }
@@ -69,7 +76,11 @@ async fn consumer_sees_every_accepted_event_once_in_order() {
                 .json()
                 .await
                 .unwrap();
-            assert_eq!(v["data"].as_array().unwrap().len(), 0, "events beyond the accepted set");
+            assert_eq!(
+                v["data"].as_array().unwrap().len(),
+                0,
+                "events beyond the accepted set"
+            );
             seen
         })
     };
