@@ -18,16 +18,27 @@ async fn openapi_document_holds_against_the_live_server() {
     );
     let app = TestApp::spawn().await;
     // Some data so CDC pages and key lists are not all empty.
-    app.publish(&crate::helpers::events("org_a", "st", 20)).await;
+    app.publish(&crate::helpers::events("org_a", "st", 20))
+        .await;
     let work = tempfile::tempdir().unwrap();
     let out = tokio::process::Command::new(&bin)
         .current_dir(work.path())
         .args(["run", &app.url("/v1/openapi.json")])
-        .args(["--header", &format!("Authorization: Bearer {}", app.admin_key)])
+        .args([
+            "--header",
+            &format!("Authorization: Bearer {}", app.admin_key),
+        ])
         .args(["--header", "X-Request-Id: schemathesis"])
         .args(["--header", "X-Actor-Id: schemathesis"])
         .args(["--checks", CHECKS])
-        .args(["--max-examples", "40", "--workers", "1", "--seed", "20261126"])
+        .args([
+            "--max-examples",
+            "40",
+            "--workers",
+            "1",
+            "--seed",
+            "20261126",
+        ])
         .args(["--generation-database", "none", "--request-timeout", "60"])
         .env("NO_COLOR", "1")
         .output()
