@@ -5,7 +5,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// `IPM_*` variables that belong to the CLI client or bootstrap, not to the config tree.
+/// `IPM_*` variables that belong to the CLI client, bootstrap or logging (`IPM_LOG`), not to the
+/// config tree.
 const NON_CONFIG_ENV: &[&str] = &["admin_key", "url", "key", "config", "log"];
 
 /// The whole configuration.

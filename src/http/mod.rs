@@ -46,7 +46,7 @@ pub fn router(state: AppState) -> Router {
         .split_for_parts();
     let doc = Arc::new(openapi::finish(doc));
     api.route(
-        "/v1/openapi.json",
+        openapi::DOC_PATH,
         axum::routing::get(move || {
             let doc = doc.clone();
             async move { axum::Json(doc.as_ref().clone()) }

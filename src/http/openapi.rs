@@ -93,10 +93,43 @@ fn decorate(op: &mut Operation, public: bool) {
     }
 }
 
-/// Adds the shared responses to every operation.
+/// Where the server serves this document (outside the `#[utoipa::path]` routes, since the
+/// handler needs the finished document).
+pub const DOC_PATH: &str = "/v1/openapi.json";
+
+fn document_operation() -> Operation {
+    use utoipa::openapi::path::OperationBuilder;
+    use utoipa::openapi::schema::{Object, Type};
+    use utoipa::openapi::security::SecurityRequirement;
+    OperationBuilder::new()
+        .tag("ops")
+        .summary(Some("This OpenAPI document"))
+        .operation_id(Some("openapi"))
+        .security(SecurityRequirement::default())
+        .response(
+            "200",
+            ResponseBuilder::new()
+                .description("the OpenAPI document")
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Object::with_type(Type::Object)))
+                        .build(),
+                )
+                .build(),
+        )
+        .build()
+}
+
+/// Adds the document's own route and the shared responses to every operation.
 pub fn finish(mut doc: OpenApi) -> OpenApi {
+    doc.paths.add_path_operation(
+        DOC_PATH,
+        vec![utoipa::openapi::HttpMethod::Get],
+        document_operation(),
+    );
     for (path, item) in doc.paths.paths.iter_mut() {
-        let public = !path.starts_with("/v1/");
+        let public = !path.starts_with("/v1/") || path == DOC_PATH;
         for op in [
             &mut item.get,
             &mut item.post,

@@ -16,7 +16,13 @@ impl RetentionWorker {
 
     /// One step: purges one chunk; returns how many events were removed (0 = nothing left).
     pub async fn run_once(&self) -> StoreResult<u64> {
-        let cutoff = crate::domain::time::now_millis() - i64::from(self.days) * 86_400_000;
+        self.run_once_at(crate::domain::time::now_millis()).await
+    }
+
+    /// [`Self::run_once`] as if the clock read `now_ms` (Unix ms), so tests can drive retention
+    /// deterministically.
+    pub async fn run_once_at(&self, now_ms: i64) -> StoreResult<u64> {
+        let cutoff = now_ms - i64::from(self.days) * 86_400_000;
         self.store.purge_ingested_before(cutoff).await
     }
 

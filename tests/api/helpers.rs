@@ -18,6 +18,8 @@ pub struct TestApp {
     pub admin_key: String,
     pub config: Config,
     pub dir: TempDir,
+    /// The server's services (store included), for driving workers and inspecting state.
+    pub services: std::sync::Arc<ipm::service::Services>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -59,6 +61,7 @@ impl TestApp {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
+        let services = app.services.clone();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(ipm::run(app, listener, async move {
             let _ = rx.await;
@@ -71,6 +74,7 @@ impl TestApp {
             admin_key,
             config,
             dir,
+            services,
             stop: Some(tx),
             task: Some(task),
         }
@@ -173,4 +177,67 @@ pub fn event(org: &str, event_id: &str, event_type: &str) -> Value {
         "occurred_at": "2026-11-26T10:15:00.123Z",
         "payload": { "n": event_id }
     })
+}
+
+impl TestApp {
+    /// The full URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Asserts `/healthz` still answers 200.
+    pub async fn assert_alive(&self) {
+        let r = self.client.get(self.url("/healthz")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "the server stopped answering /healthz");
+    }
+
+    /// POSTs `events` with `key` and returns the response.
+    pub async fn publish_as(&self, key: &str, events: &Value) -> Response {
+        self.req(Method::POST, "/v1/events", key)
+            .json(events)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Creates a key as admin and returns the whole creation response.
+    pub async fn key_full(&self, body: Value) -> Value {
+        let r = self
+            .req(Method::POST, "/v1/admin/keys", &self.admin_key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        r.json().await.unwrap()
+    }
+}
+
+/// Asserts a problem+json response with `status` and `code`; returns the body.
+pub async fn assert_problem(r: Response, status: u16, code: &str) -> Value {
+    let got = r.status().as_u16();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let has_rid = r.headers().contains_key("x-request-id");
+    let text = r.text().await.unwrap();
+    assert_eq!(got, status, "status; body: {text}");
+    assert_eq!(ct, "application/problem+json", "content-type; body: {text}");
+    assert!(has_rid, "X-Request-Id missing on a problem response");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["code"], code, "code; body: {text}");
+    assert_eq!(v["status"], status, "status field; body: {text}");
+    v
+}
+
+/// `n` events of `org` with ids `{prefix}-{i}`.
+pub fn events(org: &str, prefix: &str, n: usize) -> Value {
+    Value::Array(
+        (0..n)
+            .map(|i| event(org, &format!("{prefix}-{i}"), "orders.order.created"))
+            .collect(),
+    )
 }
