@@ -46,12 +46,16 @@ struct Server {
 }
 
 async fn start(dir: tempfile::TempDir) -> Server {
+    start_with(dir, ipm::config::ValidationMode::Off).await
+}
+
+async fn start_with(dir: tempfile::TempDir, validation: ipm::config::ValidationMode) -> Server {
     let mut config = Config {
         data_dir: dir.path().to_path_buf(),
         ..Config::default()
     };
     config.catalog.unknown_types = ipm::config::UnknownTypes::Accept;
-    config.catalog.validation = ipm::config::ValidationMode::Off;
+    config.catalog.validation = validation;
     let app = App::build(config).await.unwrap();
     let key = app.minted_admin_key.clone().unwrap_or_default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -324,28 +328,48 @@ async fn validation_ratio(events: usize) {
     let mut off = Vec::new();
     // Alternate the two modes to spread machine noise over both.
     for _ in 0..2 {
-        for mode in [ipm::config::ValidationMode::Reject, ipm::config::ValidationMode::Off] {
+        for mode in [
+            ipm::config::ValidationMode::Reject,
+            ipm::config::ValidationMode::Off,
+        ] {
             let s = start_with(tempfile::tempdir().unwrap(), mode).await;
             let rate = batched_http(&s, bodies.clone(), 4).await;
             s.shutdown().await;
-            if mode == ipm::config::ValidationMode::Off { off.push(rate) } else { on.push(rate) }
+            if mode == ipm::config::ValidationMode::Off {
+                off.push(rate)
+            } else {
+                on.push(rate)
+            }
         }
     }
     let best = |v: &[f64]| v.iter().cloned().fold(0.0, f64::max);
-    println!("batched ingest of catalog specimens, validation on:  {:.0} events/s (runs {on:.0?})", best(&on));
-    println!("batched ingest of catalog specimens, validation off: {:.0} events/s (runs {off:.0?})", best(&off));
+    println!(
+        "batched ingest of catalog specimens, validation on:  {:.0} events/s (runs {on:.0?})",
+        best(&on)
+    );
+    println!(
+        "batched ingest of catalog specimens, validation off: {:.0} events/s (runs {off:.0?})",
+        best(&off)
+    );
     println!("ratio on/off: {:.0}%", 100.0 * best(&on) / best(&off));
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--list") {
-        println!("ingest: bench");
+        // `cargo nextest --all-targets` lists targets: this benchmark has no tests to list.
+        return;
+    }
+    if !args.iter().any(|a| a == "--bench") {
+        // `cargo test --all-targets` runs benches without `--bench`: nothing to do then.
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");
     if args.iter().any(|a| a == "--validation") {
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             ipm::app::init_crypto();
             validation_ratio(if quick { 50_000 } else { 200_000 }).await

@@ -27,6 +27,8 @@ impl Server {
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("IPM_LOG", "warn")
+            // The tests publish generic event types that the embedded catalog does not define.
+            .env("IPM_CATALOG__UNKNOWN_TYPES", "accept")
             .env_remove("IPM_ADMIN_KEY")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
