@@ -47,7 +47,7 @@ pub trait EventValidator: Send + Sync {
         &self,
         event_type: &str,
         schema_version: u32,
-        payload: &serde_json::Value,
+        payload: &serde_json::value::RawValue,
     ) -> Result<(), Rejected>;
 }
 
@@ -63,7 +63,7 @@ pub struct Rejected {
 pub struct AcceptAll;
 
 impl EventValidator for AcceptAll {
-    fn check(&self, _: &str, _: u32, _: &serde_json::Value) -> Result<(), Rejected> {
+    fn check(&self, _: &str, _: u32, _: &serde_json::value::RawValue) -> Result<(), Rejected> {
         Ok(())
     }
 }
@@ -74,6 +74,8 @@ pub struct Services {
     pub catalog: Arc<crate::catalog::Catalog>,
     pub cursors: CursorCodec,
     pub validator: Arc<dyn EventValidator>,
+    /// Recently verified API keys.
+    pub auth_cache: keys::AuthCache,
 }
 
 impl Services {
@@ -89,6 +91,7 @@ impl Services {
             catalog,
             cursors: CursorCodec::new(key),
             validator,
+            auth_cache: keys::AuthCache::default(),
         })
     }
 }
