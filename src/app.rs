@@ -1,9 +1,12 @@
 //! Wiring: config → store → services → HTTP server and workers.
 use crate::config::Config;
 use crate::http::{self, AppState};
+use crate::service::jobs::JobEnv;
 use crate::service::{AcceptAll, EventValidator, Services};
 use crate::store::DynStore;
+use crate::store::files::LocalFiles;
 use crate::store::sqlite::SqliteStore;
+use crate::workers::jobs::{JobTuning, JobWorker};
 use crate::workers::retention::RetentionWorker;
 use anyhow::Context;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -19,6 +22,8 @@ pub struct App {
     pub services: Arc<Services>,
     /// The admin key minted on first start (print it once), if any.
     pub minted_admin_key: Option<String>,
+    /// Job files and limits (exports, imports).
+    pub jobs: Arc<JobEnv>,
 }
 
 /// Installs the process-wide rustls crypto provider (ring) once.
@@ -60,11 +65,28 @@ impl App {
             .ok()
             .filter(|s| !s.is_empty());
         let minted_admin_key = services.bootstrap_admin(preset.as_deref()).await?;
+        let jobs = Arc::new(JobEnv {
+            files: Arc::new(LocalFiles::new(config.data_dir.join("files"))),
+            max_import_bytes: config.jobs.max_import_bytes,
+        });
         Ok(App {
             config,
             services,
             minted_admin_key,
+            jobs,
         })
+    }
+
+    /// A job worker over this app's services (`run_once` for tests; `spawn` in `run`).
+    pub fn job_worker(&self) -> JobWorker {
+        JobWorker::new(
+            self.services.clone(),
+            self.jobs.clone(),
+            JobTuning {
+                lease: std::time::Duration::from_secs(self.config.jobs.lease_secs.max(1)),
+                ..JobTuning::default()
+            },
+        )
     }
 
     /// The HTTP router over this app's services.
@@ -73,6 +95,7 @@ impl App {
             services: self.services.clone(),
             max_body: http::DEFAULT_MAX_BODY,
             metrics: metrics_handle(),
+            jobs: self.jobs.clone(),
         })
     }
 }
@@ -108,6 +131,7 @@ pub async fn run(
     if let Some(days) = app.config.retention.days {
         workers.push(RetentionWorker::new(app.services.store.clone(), days).spawn(stop.clone()));
     }
+    workers.push(app.job_worker().spawn(stop.clone()));
     let router = app.router();
     let server_stop = stop.clone();
     let result = axum::serve(

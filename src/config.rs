@@ -20,6 +20,7 @@ pub struct Config {
     pub database_url: Option<String>,
     pub catalog: CatalogConfig,
     pub retention: RetentionConfig,
+    pub jobs: JobsConfig,
 }
 
 impl Default for Config {
@@ -30,6 +31,7 @@ impl Default for Config {
             database_url: None,
             catalog: CatalogConfig::default(),
             retention: RetentionConfig::default(),
+            jobs: JobsConfig::default(),
         }
     }
 }
@@ -69,6 +71,26 @@ pub enum ValidationMode {
 pub struct RetentionConfig {
     /// Purge events ingested more than this many days ago; absent = keep everything.
     pub days: Option<u32>,
+}
+
+/// `jobs.*` (export and import jobs).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// Largest total upload of one import job, in bytes (default 1 GiB).
+    pub max_import_bytes: u64,
+    /// Seconds a worker's claim on a job holds without progress before another worker (or a
+    /// restarted process) may take the job over.
+    pub lease_secs: u64,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            max_import_bytes: 1 << 30,
+            lease_secs: 30,
+        }
+    }
 }
 
 /// Values given as command-line flags (highest precedence).

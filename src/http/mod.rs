@@ -3,7 +3,9 @@
 pub mod admin;
 pub mod cdc;
 pub mod events;
+pub mod exports;
 pub mod extract;
+pub mod imports;
 pub mod openapi;
 pub mod ops;
 pub mod pagination;
@@ -29,6 +31,8 @@ pub struct AppState {
     pub max_body: usize,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// Job files and limits (exports, imports).
+    pub jobs: Arc<crate::service::jobs::JobEnv>,
 }
 
 /// Default request body limit: 10 MiB.
@@ -39,6 +43,8 @@ pub fn router(state: AppState) -> Router {
     let (api, doc) = OpenApiRouter::with_openapi(openapi::base())
         .merge(events::router())
         .merge(cdc::router())
+        .merge(exports::router())
+        .merge(imports::router())
         .merge(admin::router())
         .merge(ops::router())
         .split_for_parts();
