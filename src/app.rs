@@ -131,7 +131,9 @@ pub async fn run(
     if let Some(days) = app.config.retention.days {
         workers.push(RetentionWorker::new(app.services.store.clone(), days).spawn(stop.clone()));
     }
-    workers.push(app.job_worker().spawn(stop.clone()));
+    if app.config.jobs.worker {
+        workers.push(app.job_worker().spawn(stop.clone()));
+    }
     let router = app.router();
     let server_stop = stop.clone();
     let result = axum::serve(

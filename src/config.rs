@@ -82,6 +82,9 @@ pub struct JobsConfig {
     /// Seconds a worker's claim on a job holds without progress before another worker (or a
     /// restarted process) may take the job over.
     pub lease_secs: u64,
+    /// Run the job worker in this process (turn off for API-only nodes, or in tests that drive
+    /// the worker step by step).
+    pub worker: bool,
 }
 
 impl Default for JobsConfig {
@@ -89,6 +92,7 @@ impl Default for JobsConfig {
         Self {
             max_import_bytes: 1 << 30,
             lease_secs: 30,
+            worker: true,
         }
     }
 }

@@ -1,6 +1,9 @@
 //! API tests: one binary, each test with its own server on port 0 and its own store.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod exports;
 #[allow(dead_code)]
 mod helpers;
+#[allow(dead_code)]
+mod job_helpers;
 mod smoke;
