@@ -4,6 +4,7 @@
 mod exports;
 #[allow(dead_code)]
 mod helpers;
+mod imports;
 #[allow(dead_code)]
 mod job_helpers;
 mod smoke;
