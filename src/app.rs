@@ -84,6 +84,8 @@ impl App {
             self.jobs.clone(),
             JobTuning {
                 lease: std::time::Duration::from_secs(self.config.jobs.lease_secs.max(1)),
+                export_chunk: self.config.jobs.export_chunk,
+                import_chunk: self.config.jobs.import_chunk,
                 ..JobTuning::default()
             },
         )

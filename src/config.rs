@@ -85,6 +85,10 @@ pub struct JobsConfig {
     /// Run the job worker in this process (turn off for API-only nodes, or in tests that drive
     /// the worker step by step).
     pub worker: bool,
+    /// Events an export writes per step (one checkpoint each).
+    pub export_chunk: usize,
+    /// Lines an import processes per step (one transaction and checkpoint each).
+    pub import_chunk: usize,
 }
 
 impl Default for JobsConfig {
@@ -93,6 +97,8 @@ impl Default for JobsConfig {
             max_import_bytes: 1 << 30,
             lease_secs: 30,
             worker: true,
+            export_chunk: 20_000,
+            import_chunk: 5_000,
         }
     }
 }
@@ -151,6 +157,12 @@ impl Config {
                 || url.starts_with("postgresql://"))
         {
             return Err("invalid configuration: database_url must start with sqlite:, postgres:// or postgresql://".into());
+        }
+        if self.jobs.export_chunk == 0 || self.jobs.import_chunk == 0 {
+            return Err(
+                "invalid configuration: jobs.export_chunk and jobs.import_chunk must be at least 1"
+                    .into(),
+            );
         }
         if self.retention.days == Some(0) {
             return Err("invalid configuration: retention.days must be at least 1".into());

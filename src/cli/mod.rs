@@ -1,5 +1,7 @@
 //! The `ipm` command line: `serve`, and client subcommands against a running server.
 mod client;
+mod jobs;
+mod progress;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +25,10 @@ enum Command {
     Events(client::EventsArgs),
     /// Read the CDC feed of a running server.
     Cdc(client::CdcArgs),
+    /// Export an org's events to NDJSON files (a bulk export job).
+    Export(jobs::ExportArgs),
+    /// Import an NDJSON file of events (a bulk import job).
+    Import(jobs::ImportArgs),
 }
 
 /// Entry point of the binary.
@@ -44,10 +50,13 @@ pub fn main() -> ExitCode {
             Command::Keys(a) => client::keys(a).await,
             Command::Events(a) => client::events(a).await,
             Command::Cdc(a) => client::cdc(a).await,
+            Command::Export(a) => return jobs::export(a).await,
+            Command::Import(a) => return jobs::import(a).await,
         }
+        .map(|()| ExitCode::SUCCESS)
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -99,6 +99,9 @@ pub struct ExportProgress {
     pub bytes_written: u64,
     /// Finished files.
     pub files: u64,
+    /// An upper bound of the events to export (the log's range it covers), for progress bars.
+    #[serde(default)]
+    pub events_estimate: u64,
 }
 
 /// Where a resumed export continues (stored).

@@ -126,6 +126,10 @@ impl JobWorker {
                 part_bytes: 0,
             };
             job.checkpoint = to_col(&cp);
+            job.progress = to_col(&ExportProgress {
+                events_estimate: (cp.until_seq - cp.after_seq) as u64,
+                ..ExportProgress::default()
+            });
             job.status = "running".into();
             job.started_at = Some(now_rfc3339());
             self.save(job, "queued").await?;
@@ -160,6 +164,7 @@ impl JobWorker {
                 progress.files += 1;
             }
             result.next_cursor = Some(self.services.cdc_cursor(&org, &filter, cp.until_seq));
+            progress.events_estimate = progress.events_written;
             job.status = "succeeded".into();
             job.finished_at = Some(now_rfc3339());
             job.claimed_by = None;

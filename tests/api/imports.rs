@@ -152,7 +152,7 @@ async fn import_with_500_broken_lines_reports_each_by_line_and_reimport_is_all_d
     let (feed, _) = app.cdc_raw("org_a", "").await;
     assert_eq!(feed.len(), 9_500);
 
-    let again = run_import(&app, &[text.clone()]).await;
+    let again = run_import(&app, std::slice::from_ref(&text)).await;
     assert_eq!(again["status"], "completed_with_errors");
     assert_eq!(again["accepted"], 0);
     assert_eq!(again["duplicates"], 9_500);

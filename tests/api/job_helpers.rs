@@ -217,3 +217,104 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+/// The real `ipm` binary serving on a data dir, killable with SIGKILL.
+pub struct RealServer {
+    pub child: std::process::Child,
+    pub base: String,
+}
+
+impl RealServer {
+    /// Starts `ipm serve` on `dir`; returns the server and the admin key if one was minted.
+    pub fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> (RealServer, Option<String>) {
+        use std::io::BufRead;
+        ipm::app::init_crypto();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ipm"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .env("IPM_CATALOG__UNKNOWN_TYPES", "accept")
+            .env_remove("IPM_ADMIN_KEY")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let mut key = None;
+        let base = loop {
+            let l = lines
+                .next()
+                .expect("server exited before listening")
+                .unwrap();
+            if l.starts_with("ipm_") {
+                key = Some(l.trim().to_string());
+            } else if let Some(addr) = l.strip_prefix("listening on ") {
+                break addr.trim().to_string();
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        (RealServer { child, base }, key)
+    }
+
+    /// SIGKILL, no shutdown of any kind.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for RealServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client request against a real server with request-context headers.
+pub fn real_req(base: &str, method: Method, path: &str, key: &str) -> RequestBuilder {
+    reqwest::Client::new()
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(key)
+        .header("x-request-id", crate::helpers::rid())
+        .header("x-actor-id", "tester")
+}
+
+/// Polls `path` until `done` holds for its JSON body, or panics after `secs`.
+pub async fn poll_until(
+    base: &str,
+    key: &str,
+    path: &str,
+    secs: u64,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Ok(r) = real_req(base, Method::GET, path, key).send().await
+            && let Ok(v) = r.json::<Value>().await
+            && done(&v)
+        {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out polling {path}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Publishes lines to a real server in batches of 1000.
+pub async fn real_publish(base: &str, key: &str, lines: &[String]) {
+    for chunk in lines.chunks(1000) {
+        let r = real_req(base, Method::POST, "/v1/events", key)
+            .header("content-type", "application/x-ndjson")
+            .body(chunk.join("\n"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+}

@@ -7,4 +7,5 @@ mod helpers;
 mod imports;
 #[allow(dead_code)]
 mod job_helpers;
+mod jobs_crash;
 mod smoke;
