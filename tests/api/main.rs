@@ -1,6 +1,7 @@
 //! API tests: one binary, each test with its own server on port 0 and its own store.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cli_jobs;
 mod exports;
 #[allow(dead_code)]
 mod helpers;
