@@ -98,7 +98,7 @@ impl Default for JobsConfig {
             lease_secs: 30,
             worker: true,
             export_chunk: 20_000,
-            import_chunk: 5_000,
+            import_chunk: 10_000,
         }
     }
 }

@@ -200,7 +200,7 @@ async fn upload(
         match chunk {
             Ok(c) => {
                 seen += c.len() as u64;
-                if seen + 1 > room + 1 {
+                if seen > room {
                     failure = Some(too_large());
                     break;
                 }

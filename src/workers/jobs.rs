@@ -33,7 +33,7 @@ impl Default for JobTuning {
         Self {
             lease: Duration::from_secs(30),
             export_chunk: 20_000,
-            import_chunk: 5_000,
+            import_chunk: 10_000,
             idle: Duration::from_millis(250),
         }
     }
@@ -154,12 +154,26 @@ impl JobWorker {
         Ok(())
     }
 
+    /// Sets the `ipm_jobs{kind, status}` gauges from the store.
+    async fn record_gauges(&self) {
+        if let Ok(counts) = self.services.store.job_counts().await {
+            for (kind, status, n) in counts {
+                metrics::gauge!("ipm_jobs", "kind" => kind, "status" => status).set(n as f64);
+            }
+        }
+    }
+
     /// Runs until cancelled: works while there is work, then polls.
     pub fn spawn(self, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
+            let mut last_gauges = std::time::Instant::now() - Duration::from_secs(60);
             loop {
                 if stop.is_cancelled() {
                     return;
+                }
+                if last_gauges.elapsed() >= Duration::from_secs(5) {
+                    last_gauges = std::time::Instant::now();
+                    self.record_gauges().await;
                 }
                 let pause = match self.run_once().await {
                     Ok(true) => None,
