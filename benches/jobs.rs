@@ -28,7 +28,7 @@ use std::time::Instant;
 fn event_line(org: &str, i: usize) -> String {
     serde_json::json!({
         "event_id": format!("e-{i}"),
-        "event_type": if i % 4 == 0 { "billing.invoice.issued" } else { "orders.order.created" },
+        "event_type": if i.is_multiple_of(4) { "billing.invoice.issued" } else { "orders.order.created" },
         "org_id": org,
         "occurred_at": format!("2026-11-{:02}T{:02}:{:02}:{:02}.{:03}Z", 1 + (i / 86_400_000) % 28, (i / 3_600_000) % 24, (i / 60_000) % 60, (i / 1000) % 60, i % 1000),
         "channel_id": "web",
