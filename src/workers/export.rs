@@ -141,16 +141,23 @@ impl JobWorker {
         let gzip = spec.compression == Compression::Gzip;
         let room = spec.max_events_per_file - cp.part_events;
         let limit = (self.tuning.export_chunk as u64).min(room) as usize;
-        let mut events = if cp.after_seq < cp.until_seq {
-            store
-                .page(&job.org_id, &filter, cp.after_seq, limit)
-                .await?
-        } else {
-            Vec::new()
+        // The step reads in a few pages and writes page i while page i + 1 is being read.
+        let sub = (limit / 4).max(1);
+        let until = cp.until_seq;
+        let fetch = |after: i64, n: usize| {
+            let (store, org, filter) = (store.clone(), job.org_id.clone(), filter.clone());
+            async move {
+                if after >= until || n == 0 {
+                    return Ok::<_, StepError>(Vec::new());
+                }
+                let mut events = store.page(&org, &filter, after, n).await?;
+                if let Some(cut) = events.iter().position(|e| e.sequence > until) {
+                    events.truncate(cut);
+                }
+                Ok(events)
+            }
         };
-        if let Some(cut) = events.iter().position(|e| e.sequence > cp.until_seq) {
-            events.truncate(cut);
-        }
+        let events = fetch(cp.after_seq, sub).await?;
         let temp = temp_name(cp.file_no, spec.compression);
         let done = file_name(cp.file_no, spec.compression);
         let files = self.env.files.clone();
@@ -175,14 +182,34 @@ impl JobWorker {
             self.save(job, "running").await?;
             return Ok(());
         }
-        let open = self.open_file(&job, &temp, &done, cp.part_bytes)?;
-        let n = events.len() as u64;
-        let last = events.last().map(|e| e.sequence).unwrap_or(cp.after_seq);
-        let open = tokio::task::spawn_blocking(move || {
-            append_chunk(files.as_ref(), (&org, &id), open, &events, gzip)
-        })
-        .await
-        .map_err(|e| StepError::Fatal(e.to_string()))??;
+        let mut open = self.open_file(&job, &temp, &done, cp.part_bytes)?;
+        let (mut n, mut last, mut current) = (0u64, cp.after_seq, events);
+        loop {
+            let asked = sub.min(limit - n as usize);
+            let full = current.len() == asked;
+            n += current.len() as u64;
+            last = current.last().map(|e| e.sequence).unwrap_or(last);
+            let (files, org, id) = (files.clone(), org.clone(), id.clone());
+            let write = async move {
+                tokio::task::spawn_blocking(move || {
+                    append_chunk(files.as_ref(), (&org, &id), open, &current, gzip)
+                })
+                .await
+                .map_err(|e| StepError::Fatal(e.to_string()))?
+                .map_err(StepError::from)
+            };
+            let more = limit - n as usize;
+            if !full || more == 0 {
+                open = write.await?;
+                break;
+            }
+            let (written, next) = tokio::join!(write, fetch(last, sub.min(more)));
+            open = written?;
+            current = next?;
+            if current.is_empty() {
+                break;
+            }
+        }
         progress.events_written += n;
         progress.bytes_written += open.offset - cp.part_bytes;
         cp.after_seq = last;
