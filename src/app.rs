@@ -2,10 +2,13 @@
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::http::{self, AppState};
+use crate::service::jobs::JobEnv;
 use crate::service::validator::CatalogValidator;
 use crate::service::{EventValidator, Services};
 use crate::store::DynStore;
+use crate::store::files::LocalFiles;
 use crate::store::sqlite::SqliteStore;
+use crate::workers::jobs::{JobTuning, JobWorker};
 use crate::workers::retention::RetentionWorker;
 use anyhow::Context;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -21,6 +24,8 @@ pub struct App {
     pub services: Arc<Services>,
     /// The admin key minted on first start (print it once), if any.
     pub minted_admin_key: Option<String>,
+    /// Job files and limits (exports, imports).
+    pub jobs: Arc<JobEnv>,
 }
 
 /// Installs the process-wide rustls crypto provider (ring) once.
@@ -67,11 +72,30 @@ impl App {
             .ok()
             .filter(|s| !s.is_empty());
         let minted_admin_key = services.bootstrap_admin(preset.as_deref()).await?;
+        let jobs = Arc::new(JobEnv {
+            files: Arc::new(LocalFiles::new(config.data_dir.join("files"))),
+            max_import_bytes: config.jobs.max_import_bytes,
+        });
         Ok(App {
             config,
             services,
             minted_admin_key,
+            jobs,
         })
+    }
+
+    /// A job worker over this app's services (`run_once` for tests; `spawn` in `run`).
+    pub fn job_worker(&self) -> JobWorker {
+        JobWorker::new(
+            self.services.clone(),
+            self.jobs.clone(),
+            JobTuning {
+                lease: std::time::Duration::from_secs(self.config.jobs.lease_secs.max(1)),
+                export_chunk: self.config.jobs.export_chunk,
+                import_chunk: self.config.jobs.import_chunk,
+                ..JobTuning::default()
+            },
+        )
     }
 
     /// The HTTP router over this app's services.
@@ -80,6 +104,7 @@ impl App {
             services: self.services.clone(),
             max_body: http::DEFAULT_MAX_BODY,
             metrics: metrics_handle(),
+            jobs: self.jobs.clone(),
         })
     }
 }
@@ -124,6 +149,9 @@ pub async fn run(
     let mut workers = Vec::new();
     if let Some(days) = app.config.retention.days {
         workers.push(RetentionWorker::new(app.services.store.clone(), days).spawn(stop.clone()));
+    }
+    if app.config.jobs.worker {
+        workers.push(app.job_worker().spawn(stop.clone()));
     }
     let router = app.router();
     let server_stop = stop.clone();

@@ -21,6 +21,7 @@ pub struct Config {
     pub database_url: Option<String>,
     pub catalog: CatalogConfig,
     pub retention: RetentionConfig,
+    pub jobs: JobsConfig,
 }
 
 impl Default for Config {
@@ -31,6 +32,7 @@ impl Default for Config {
             database_url: None,
             catalog: CatalogConfig::default(),
             retention: RetentionConfig::default(),
+            jobs: JobsConfig::default(),
         }
     }
 }
@@ -70,6 +72,36 @@ pub enum ValidationMode {
 pub struct RetentionConfig {
     /// Purge events ingested more than this many days ago; absent = keep everything.
     pub days: Option<u32>,
+}
+
+/// `jobs.*` (export and import jobs).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// Largest total upload of one import job, in bytes (default 1 GiB).
+    pub max_import_bytes: u64,
+    /// Seconds a worker's claim on a job holds without progress before another worker (or a
+    /// restarted process) may take the job over.
+    pub lease_secs: u64,
+    /// Run the job worker in this process (turn off for API-only nodes, or in tests that drive
+    /// the worker step by step).
+    pub worker: bool,
+    /// Events an export writes per step (one checkpoint each).
+    pub export_chunk: usize,
+    /// Lines an import processes per step (one transaction and checkpoint each).
+    pub import_chunk: usize,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            max_import_bytes: 1 << 30,
+            lease_secs: 30,
+            worker: true,
+            export_chunk: 20_000,
+            import_chunk: 10_000,
+        }
+    }
 }
 
 /// Values given as command-line flags (highest precedence).
@@ -126,6 +158,12 @@ impl Config {
                 || url.starts_with("postgresql://"))
         {
             return Err("invalid configuration: database_url must start with sqlite:, postgres:// or postgresql://".into());
+        }
+        if self.jobs.export_chunk == 0 || self.jobs.import_chunk == 0 {
+            return Err(
+                "invalid configuration: jobs.export_chunk and jobs.import_chunk must be at least 1"
+                    .into(),
+            );
         }
         if self.retention.days == Some(0) {
             return Err("invalid configuration: retention.days must be at least 1".into());

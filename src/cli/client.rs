@@ -49,6 +49,25 @@ impl Client {
         format!("cli_{}", ulid::Ulid::generate())
     }
 
+    /// A request with the key and request-context headers, for streamed bodies (uploads,
+    /// downloads): no JSON handling, and `timeout` replaces the client's 60 s default.
+    pub(crate) fn raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        timeout: Duration,
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{}", self.base, path))
+            .bearer_auth(&self.key)
+            .header("x-request-id", Self::request_id())
+            .header(
+                "x-actor-id",
+                std::env::var("USER").unwrap_or_else(|_| "ipm-cli".into()),
+            )
+            .timeout(timeout)
+    }
+
     /// Sends a request and returns the JSON body, or a readable error from a problem response.
     pub async fn send(
         &self,

@@ -1,6 +1,8 @@
 //! The `ipm` command line: `serve`, and client subcommands against a running server.
 mod catalog;
 mod client;
+mod jobs;
+mod progress;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +28,10 @@ enum Command {
     Cdc(client::CdcArgs),
     /// Work with catalog directories.
     Catalog(catalog::CatalogArgs),
+    /// Export an org's events to NDJSON files (a bulk export job).
+    Export(jobs::ExportArgs),
+    /// Import an NDJSON file of events (a bulk import job).
+    Import(jobs::ImportArgs),
 }
 
 /// Entry point of the binary.
@@ -48,10 +54,13 @@ pub fn main() -> ExitCode {
             Command::Events(a) => client::events(a).await,
             Command::Cdc(a) => client::cdc(a).await,
             Command::Catalog(a) => catalog::run(a),
+            Command::Export(a) => return jobs::export(a).await,
+            Command::Import(a) => return jobs::import(a).await,
         }
+        .map(|()| ExitCode::SUCCESS)
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -4,7 +4,9 @@ pub mod admin;
 pub mod catalog;
 pub mod cdc;
 pub mod events;
+pub mod exports;
 pub mod extract;
+pub mod imports;
 pub mod openapi;
 pub mod ops;
 pub mod pagination;
@@ -30,6 +32,8 @@ pub struct AppState {
     pub max_body: usize,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// Job files and limits (exports, imports).
+    pub jobs: Arc<crate::service::jobs::JobEnv>,
 }
 
 /// Default request body limit: 10 MiB.
@@ -40,6 +44,8 @@ pub fn router(state: AppState) -> Router {
     let (api, doc) = OpenApiRouter::with_openapi(openapi::base())
         .merge(events::router())
         .merge(cdc::router())
+        .merge(exports::router())
+        .merge(imports::router())
         .merge(admin::router())
         .merge(catalog::router())
         .merge(ops::router())

@@ -94,27 +94,11 @@ impl Services {
         let mut rows = Vec::with_capacity(items.len());
         let mut row_index = Vec::with_capacity(items.len());
         for (index, item) in items.into_iter().enumerate() {
-            let parsed = item
-                .map_err(|m| Rejection::invalid(None, vec![FieldError::new("", m)]))
-                .and_then(NewEvent::parse)
-                .and_then(|e| self.admit(who, e));
-            match parsed {
-                Ok(e) => {
+            match self.prepare(who, item, &context) {
+                Ok(row) => {
                     row_index.push(index);
                     results.push(None);
-                    rows.push(EventRow {
-                        id: new_id(IdKind::Event),
-                        org_id: e.org_id,
-                        event_id: e.event_id,
-                        occurred_at: e.occurred_at,
-                        event_type: e.event_type,
-                        service: e.service,
-                        channel_id: e.channel_id,
-                        facility_id: e.facility_id,
-                        payload_hash: e.payload_hash,
-                        rendered: e.rendered,
-                        context: context.clone(),
-                    });
+                    rows.push(row);
                 }
                 Err(r) => results.push(Some(EventResult::rejected(index, r))),
             }
@@ -169,6 +153,34 @@ impl Services {
             duplicates,
             rejected,
             results,
+        })
+    }
+
+    /// The item-level entry point shared by `POST /v1/events` and import jobs: parses one raw
+    /// envelope (or carries its split error), checks the publisher scope and the catalog, and
+    /// renders the row to append. `context` is the request context as JSON.
+    pub fn prepare(
+        &self,
+        who: &Principal,
+        item: Result<&str, String>,
+        context: &str,
+    ) -> Result<EventRow, Rejection> {
+        let e = item
+            .map_err(|m| Rejection::invalid(None, vec![FieldError::new("", m)]))
+            .and_then(NewEvent::parse)
+            .and_then(|e| self.admit(who, e))?;
+        Ok(EventRow {
+            id: new_id(IdKind::Event),
+            org_id: e.org_id,
+            event_id: e.event_id,
+            occurred_at: e.occurred_at,
+            event_type: e.event_type,
+            service: e.service,
+            channel_id: e.channel_id,
+            facility_id: e.facility_id,
+            payload_hash: e.payload_hash,
+            rendered: e.rendered,
+            context: context.to_string(),
         })
     }
 

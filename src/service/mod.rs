@@ -1,7 +1,10 @@
 //! Use cases, called by the HTTP layer and the CLI. Knows the domain and the store traits,
 //! nothing of HTTP or SQL.
 pub mod cdc;
+pub mod exports;
+pub mod imports;
 pub mod ingest;
+pub mod jobs;
 pub mod keys;
 pub mod validator;
 

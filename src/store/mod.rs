@@ -2,7 +2,11 @@
 //! every backend must pass the conformance suite in `tests/api/conformance.rs`.
 //!
 //! Invariant: every query that reads an org's data is scoped by `org_id`.
+pub mod files;
+pub mod jobs;
 pub mod sqlite;
+
+pub use jobs::{JobErrorRow, JobRow, Jobs};
 
 use crate::domain::filter::EventFilter;
 use async_trait::async_trait;
@@ -132,8 +136,8 @@ pub trait Meta: Send + Sync {
 }
 
 /// Everything a backend provides.
-pub trait Store: EventLog + ApiKeys + Meta {}
-impl<T: EventLog + ApiKeys + Meta> Store for T {}
+pub trait Store: EventLog + ApiKeys + Meta + Jobs {}
+impl<T: EventLog + ApiKeys + Meta + Jobs> Store for T {}
 
 /// The store as the rest of the program holds it.
 pub type DynStore = Arc<dyn Store>;

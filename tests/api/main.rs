@@ -6,12 +6,18 @@ mod bad_input;
 mod catalog;
 mod cdc;
 mod cli;
+mod cli_jobs;
 mod concurrency;
 mod conformance;
 mod crash;
 mod events;
+mod exports;
 #[allow(dead_code)]
 mod helpers;
+mod imports;
+#[allow(dead_code)]
+mod job_helpers;
+mod jobs_crash;
 mod keys;
 mod ops;
 mod schemathesis;

@@ -12,7 +12,10 @@ use tokio::sync::watch;
 /// Rows deleted per purge call, so the writer is never held for long.
 const PURGE_CHUNK: i64 = 10_000;
 
-fn append_rows(c: &Connection, rows: Vec<EventRow>) -> StoreResult<(Vec<AppendOutcome>, i64)> {
+pub(crate) fn append_rows(
+    c: &Connection,
+    rows: Vec<EventRow>,
+) -> StoreResult<(Vec<AppendOutcome>, i64)> {
     let now = chrono::Utc::now();
     let now_ms = now.timestamp_millis();
     let ingested_at = format_utc(now);

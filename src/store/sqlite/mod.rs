@@ -2,6 +2,7 @@
 //! of read connections. WAL mode lets readers run beside the writer; each reader sees a
 //! committed prefix of the log, so CDC pages never skip an event.
 mod events;
+mod jobs;
 mod keys;
 mod migrations;
 mod writer;
