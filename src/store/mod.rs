@@ -3,6 +3,12 @@
 //!
 //! Invariant: every query that reads an org's data is scoped by `org_id`.
 pub mod sqlite;
+pub mod webhooks;
+
+pub use webhooks::{
+    AttemptRecord, AttemptRow, ClaimSlot, Claimed, Deliveries, DeliveryRow, Inbox, InboxRow,
+    NewDelivery, PauseChange, Recorded, WebhookRow, Webhooks,
+};
 
 use crate::domain::filter::EventFilter;
 use async_trait::async_trait;
@@ -132,8 +138,8 @@ pub trait Meta: Send + Sync {
 }
 
 /// Everything a backend provides.
-pub trait Store: EventLog + ApiKeys + Meta {}
-impl<T: EventLog + ApiKeys + Meta> Store for T {}
+pub trait Store: EventLog + ApiKeys + Meta + Webhooks + Deliveries + Inbox {}
+impl<T: EventLog + ApiKeys + Meta + Webhooks + Deliveries + Inbox> Store for T {}
 
 /// The store as the rest of the program holds it.
 pub type DynStore = Arc<dyn Store>;

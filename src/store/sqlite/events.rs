@@ -12,7 +12,10 @@ use tokio::sync::watch;
 /// Rows deleted per purge call, so the writer is never held for long.
 const PURGE_CHUNK: i64 = 10_000;
 
-fn append_rows(c: &Connection, rows: Vec<EventRow>) -> StoreResult<(Vec<AppendOutcome>, i64)> {
+pub(crate) fn append_rows(
+    c: &Connection,
+    rows: Vec<EventRow>,
+) -> StoreResult<(Vec<AppendOutcome>, i64)> {
     let now = chrono::Utc::now();
     let now_ms = now.timestamp_millis();
     let ingested_at = format_utc(now);
@@ -33,6 +36,7 @@ fn append_rows(c: &Connection, rows: Vec<EventRow>) -> StoreResult<(Vec<AppendOu
     let mut existing =
         c.prepare_cached("SELECT id, payload_hash FROM events WHERE org_id = ?1 AND event_id = ?2 AND occurred_at = ?3")?;
     let mut out = Vec::with_capacity(rows.len());
+    let mut fan = super::deliveries::FanOut::default();
     for r in rows {
         let next = seq + 1;
         let body = render_stored(&r.id, next, &ingested_at, &r.service, &r.rendered);
@@ -53,6 +57,7 @@ fn append_rows(c: &Connection, rows: Vec<EventRow>) -> StoreResult<(Vec<AppendOu
         ])?;
         if n == 1 {
             seq = next;
+            fan.add(c, &r, next, now_ms)?;
             out.push(AppendOutcome::Accepted {
                 id: r.id,
                 sequence: next,

@@ -2,7 +2,10 @@
 use rusqlite::Connection;
 
 /// (version, sql) in order. Append only; never edit an applied file.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_init.sql")),
+    (200, include_str!("migrations/0200_webhooks.sql")),
+];
 
 /// Applies every migration not yet applied, each in its own transaction.
 pub fn apply(conn: &mut Connection) -> rusqlite::Result<()> {
