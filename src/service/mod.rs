@@ -1,9 +1,12 @@
 //! Use cases, called by the HTTP layer and the CLI. Knows the domain and the store traits,
 //! nothing of HTTP or SQL.
 pub mod cdc;
+pub mod dispatch;
+pub mod inbox;
 pub mod ingest;
 pub mod keys;
 pub mod validator;
+pub mod webhooks;
 
 use crate::domain::FieldError;
 use crate::domain::auth::Denied;
@@ -74,6 +77,8 @@ pub struct Services {
     pub catalog: Arc<crate::catalog::Catalog>,
     pub cursors: CursorCodec,
     pub validator: Arc<dyn EventValidator>,
+    /// Webhook config, SSRF guard, sealing key and delivery client (see [`webhooks::WebhookKit`]).
+    pub webhooks: Arc<webhooks::WebhookKit>,
 }
 
 impl Services {
@@ -89,6 +94,10 @@ impl Services {
             catalog,
             cursors: CursorCodec::new(key),
             validator,
+            webhooks: Arc::new(
+                webhooks::WebhookKit::ephemeral()
+                    .map_err(|e| ServiceError::Store(crate::store::StoreError::Backend(e)))?,
+            ),
         })
     }
 }

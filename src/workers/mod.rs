@@ -1,3 +1,4 @@
 //! Background workers. Each exposes a single step (`run_once`) so tests can drive it, and a
 //! `spawn` loop for `ipm serve`.
+pub mod delivery;
 pub mod retention;
