@@ -16,3 +16,5 @@ mod keys;
 mod ops;
 mod schemathesis;
 mod smoke;
+mod receiver;
+mod webhooks;
