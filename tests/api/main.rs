@@ -14,7 +14,7 @@ mod events;
 mod helpers;
 mod keys;
 mod ops;
+mod receiver;
 mod schemathesis;
 mod smoke;
-mod receiver;
 mod webhooks;

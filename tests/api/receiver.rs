@@ -30,7 +30,10 @@ pub struct Captured {
 
 impl Captured {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap()
@@ -54,7 +57,11 @@ pub struct Receiver {
     inner: Arc<Mutex<Inner>>,
 }
 
-async fn handle(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let reply = {
         let mut g = inner.lock().unwrap();
         g.seen += 1;
@@ -77,8 +84,15 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body
     };
     match reply {
         Reply::Ok => (StatusCode::OK, "ok").into_response(),
-        Reply::Status(s) => (StatusCode::from_u16(s).unwrap(), format!("status {s}")).into_response(),
-        Reply::RetryAfter(n) => (StatusCode::TOO_MANY_REQUESTS, [("retry-after", n.to_string())], "slow down").into_response(),
+        Reply::Status(s) => {
+            (StatusCode::from_u16(s).unwrap(), format!("status {s}")).into_response()
+        }
+        Reply::RetryAfter(n) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", n.to_string())],
+            "slow down",
+        )
+            .into_response(),
         Reply::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             StatusCode::OK.into_response()
@@ -89,8 +103,13 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, headers: HeaderMap, body
 impl Receiver {
     /// Starts a receiver answering `default` to everything.
     pub async fn start(default: Reply) -> Receiver {
-        let inner = Arc::new(Mutex::new(Inner { default: Some(default), ..Default::default() }));
-        let app = axum::Router::new().fallback(handle).with_state(inner.clone());
+        let inner = Arc::new(Mutex::new(Inner {
+            default: Some(default),
+            ..Default::default()
+        }));
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
@@ -105,7 +124,11 @@ impl Receiver {
 
     /// Replies to use first, in order, before the default.
     pub fn script(&self, replies: &[Reply]) {
-        self.inner.lock().unwrap().script.extend(replies.iter().copied());
+        self.inner
+            .lock()
+            .unwrap()
+            .script
+            .extend(replies.iter().copied());
     }
 
     pub fn set_default(&self, r: Reply) {
@@ -132,7 +155,11 @@ impl Receiver {
             if self.count() >= n {
                 return self.captured();
             }
-            assert!(Instant::now() < deadline, "receiver got {} of {n} requests in {secs} s", self.count());
+            assert!(
+                Instant::now() < deadline,
+                "receiver got {} of {n} requests in {secs} s",
+                self.count()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -150,8 +177,11 @@ pub async fn closed_port_url() -> String {
 pub fn to_json_lines(secret: &str, caps: &[Captured]) -> String {
     caps.iter()
         .map(|c| {
-            let headers: serde_json::Map<String, Value> =
-                c.headers.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+            let headers: serde_json::Map<String, Value> = c
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), json!(v)))
+                .collect();
             json!({"secret": secret, "headers": headers, "body": c.body}).to_string() + "\n"
         })
         .collect()

@@ -13,11 +13,12 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::collections::HashMap;
 
-/// Fan-out of one append job: loads each org's active webhooks once, then inserts one delivery
-/// per (accepted event, matching webhook) in the same transaction as the events.
+/// Fan-out of one append job: loads each org's active and paused webhooks once, then inserts one
+/// delivery per (accepted event, matching webhook) in the same transaction as the events —
+/// `pending` for active webhooks, `held` for paused ones (delivered or skipped on enable).
 #[derive(Default)]
 pub(crate) struct FanOut {
-    subs: HashMap<String, Vec<(String, WebhookFilter)>>,
+    subs: HashMap<String, Vec<(String, bool, WebhookFilter)>>,
     created_at: Option<String>,
 }
 
@@ -31,21 +32,26 @@ impl FanOut {
     ) -> StoreResult<()> {
         if !self.subs.contains_key(&r.org_id) {
             let mut st = c.prepare_cached(
-                "SELECT id, filters FROM webhooks WHERE org_id = ?1 AND status = 'active'",
+                "SELECT id, filters, status = 'paused' FROM webhooks
+                 WHERE org_id = ?1 AND status IN ('active', 'paused')",
             )?;
             let rows = st.query_map([&r.org_id], |x| {
-                Ok((x.get::<_, String>(0)?, x.get::<_, String>(1)?))
+                Ok((
+                    x.get::<_, String>(0)?,
+                    x.get::<_, String>(1)?,
+                    x.get::<_, bool>(2)?,
+                ))
             })?;
             let mut subs = Vec::new();
             for row in rows {
-                let (id, filters) = row?;
+                let (id, filters, paused) = row?;
                 // Filters were validated on write; an unreadable row matches nothing rather than
                 // failing every append of the org.
                 match serde_json::from_str::<WebhookFilters>(&filters)
                     .ok()
                     .and_then(|f| WebhookFilter::parse(&f).ok())
                 {
-                    Some(f) => subs.push((id, f)),
+                    Some(f) => subs.push((id, paused, f)),
                     None => {
                         tracing::error!(webhook_id = %id, "unreadable webhook filters; not fanning out")
                     }
@@ -75,8 +81,9 @@ impl FanOut {
             })
             .clone();
         let mut ins = c.prepare_cached(INSERT)?;
-        for (wid, f) in subs {
+        for (wid, paused, f) in subs {
             if f.matches(&attrs) {
+                let status = if *paused { "held" } else { "pending" };
                 ins.execute(params![
                     new_id(IdKind::Delivery),
                     r.org_id,
@@ -87,7 +94,8 @@ impl FanOut {
                     Option::<String>::None,
                     now_ms,
                     now_ms,
-                    created_at
+                    created_at,
+                    status
                 ])?;
             }
         }
@@ -98,7 +106,7 @@ impl FanOut {
 const INSERT: &str =
     "INSERT INTO deliveries (id, org_id, webhook_id, event_id, event_type, seq, body, status,
     next_attempt_at, ingested_at, created_at, updated_at)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?10)";
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?11, ?8, ?9, ?10, ?10)";
 
 const DCOLS: &str =
     "id, org_id, webhook_id, event_id, event_type, seq, status, attempt_count, next_attempt_at,
@@ -310,7 +318,8 @@ impl Deliveries for SqliteStore {
                         r.body,
                         ms,
                         r.ingested_at_ms,
-                        at
+                        at,
+                        "pending"
                     ])? as u64;
                 }
                 Ok(n)
