@@ -18,3 +18,4 @@ mod receiver;
 mod schemathesis;
 mod smoke;
 mod webhooks;
+mod webhooks_heavy;
