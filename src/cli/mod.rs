@@ -2,6 +2,7 @@
 mod catalog;
 mod client;
 mod serve;
+mod webhooks;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -26,6 +27,10 @@ enum Command {
     Cdc(client::CdcArgs),
     /// Work with catalog directories.
     Catalog(catalog::CatalogArgs),
+    /// Manage webhooks on a running server.
+    Webhooks(webhooks::WebhooksArgs),
+    /// Verify a received webhook's Standard Webhooks signature (exit 0 when valid).
+    Verify(webhooks::VerifyArgs),
 }
 
 /// Entry point of the binary.
@@ -48,6 +53,8 @@ pub fn main() -> ExitCode {
             Command::Events(a) => client::events(a).await,
             Command::Cdc(a) => client::cdc(a).await,
             Command::Catalog(a) => catalog::run(a),
+            Command::Webhooks(a) => webhooks::run(a).await,
+            Command::Verify(a) => webhooks::verify(a),
         }
     });
     match result {

@@ -167,11 +167,7 @@ async fn enable_webhook(
     let input: EnableIn = if body.text.trim().is_empty() {
         EnableIn::default()
     } else {
-        if !body
-            .content_type
-            .as_deref()
-            .is_some_and(|c| c == "application/json")
-        {
+        if body.content_type.as_deref() != Some("application/json") {
             return Err(ApiError::UnsupportedMediaType(
                 "send Content-Type: application/json".into(),
             ));

@@ -14,6 +14,7 @@ mod events;
 mod helpers;
 mod keys;
 mod ops;
+#[allow(dead_code)]
 mod receiver;
 mod schemathesis;
 mod smoke;
