@@ -81,9 +81,10 @@ pub struct NewEvent {
     pub schema_version: u32,
     /// The instant of `occurred_at`, Unix nanoseconds (part of the dedupe key).
     pub occurred_at: i64,
-    /// The payload, parsed (for schema validation).
-    pub payload: serde_json::Value,
-    /// SHA-256 of the canonical payload (sorted keys), hex; detects `payload_mismatch`.
+    /// The payload as sent (parsed only when a schema needs it).
+    pub payload: Box<RawValue>,
+    /// SHA-256 of the payload bytes, hex. Equal hashes mean equal payloads; on a duplicate with a
+    /// different hash, [`same_payload`] decides by comparing the parsed values.
     pub payload_hash: String,
     /// The stored envelope without IPM's fields: a JSON object text starting with `{"event_id"`.
     pub rendered: String,
@@ -170,13 +171,11 @@ impl NewEvent {
                 ),
             ));
         }
-        let payload: Option<serde_json::Value> = match serde_json::from_str(env.payload.get()) {
-            Ok(v @ serde_json::Value::Object(_)) => Some(v),
-            _ => {
-                errors.push(FieldError::new("payload", "must be a JSON object"));
-                None
-            }
-        };
+        // The payload is valid JSON (serde checked it); an object starts with `{`.
+        let is_object = env.payload.get().trim_start().starts_with('{');
+        if !is_object {
+            errors.push(FieldError::new("payload", "must be a JSON object"));
+        }
         if let Some(rc) = env.request_context
             && !rc.get().trim_start().starts_with('{')
         {
@@ -194,8 +193,7 @@ impl NewEvent {
             ));
         }
         let event_id = Some(env.event_id.to_string());
-        let (Some(occurred_at), Some(payload), true) = (occurred_at, payload, errors.is_empty())
-        else {
+        let (Some(occurred_at), true) = (occurred_at, errors.is_empty()) else {
             return Err(Rejection::invalid(event_id, errors));
         };
         let out = EnvelopeOut {
@@ -214,7 +212,8 @@ impl NewEvent {
         let rendered = serde_json::to_string(&out).map_err(|e| {
             Rejection::invalid(event_id.clone(), vec![FieldError::new("", e.to_string())])
         })?;
-        let payload_hash = hex::encode(Sha256::digest(payload.to_string().as_bytes()));
+        let payload_hash = hex::encode(Sha256::digest(env.payload.get().as_bytes()));
+        let payload = env.payload.to_owned();
         Ok(NewEvent {
             event_id: env.event_id.into_owned(),
             service: names::service_of(&env.event_type).to_string(),
@@ -228,6 +227,19 @@ impl NewEvent {
             payload_hash,
             rendered,
         })
+    }
+}
+
+/// True when two envelopes (stored or rendered JSON texts) carry equal payloads, whatever
+/// their key order or whitespace. Used only when the payload hashes differ.
+pub fn same_payload(a: &str, b: &str) -> bool {
+    #[derive(Deserialize)]
+    struct P {
+        payload: serde_json::Value,
+    }
+    match (serde_json::from_str::<P>(a), serde_json::from_str::<P>(b)) {
+        (Ok(x), Ok(y)) => x.payload == y.payload,
+        _ => false,
     }
 }
 
@@ -369,7 +381,11 @@ mod tests {
         assert_eq!(v["sequence"], 7);
         assert_eq!(v["schema_version"], 1);
         let other = NewEvent::parse(&OK.replace(r#"{"b":1, "a":2}"#, r#"{"a":2,"b":1}"#)).unwrap();
-        assert_eq!(other.payload_hash, e.payload_hash);
+        assert_ne!(other.payload_hash, e.payload_hash);
+        assert!(same_payload(&other.rendered, &e.rendered));
+        let changed =
+            NewEvent::parse(&OK.replace(r#"{"b":1, "a":2}"#, r#"{"a":3,"b":1}"#)).unwrap();
+        assert!(!same_payload(&changed.rendered, &e.rendered));
     }
 
     #[test]

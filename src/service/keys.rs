@@ -72,10 +72,62 @@ pub struct KeyPage {
 
 const KEYS_SCOPE: &str = "keys";
 
+/// How long a verified key is trusted without asking the store again. Revocation through this
+/// process evicts the entry at once; another node's revocation is seen within this time.
+const AUTH_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+/// Most cached keys; the cache is cleared when it grows past this.
+const AUTH_CACHE_MAX: usize = 10_000;
+
+/// Recently verified keys, so a hot path does not hit the store for every request.
+#[derive(Default)]
+pub struct AuthCache {
+    /// Bumped by every eviction; a lookup that started before one does not cache its result.
+    generation: std::sync::atomic::AtomicU64,
+    entries: std::sync::Mutex<
+        std::collections::HashMap<String, (String, Principal, std::time::Instant)>,
+    >,
+}
+
+impl AuthCache {
+    fn get(&self, token: &ApiToken) -> Option<Principal> {
+        let map = self.entries.lock().ok()?;
+        let (hash, p, at) = map.get(&token.key_id)?;
+        (at.elapsed() < AUTH_TTL && token.matches_hash(hash)).then(|| p.clone())
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn put(&self, seen: u64, hash: String, p: Principal) {
+        if let Ok(mut map) = self.entries.lock() {
+            if self.generation() != seen {
+                return;
+            }
+            if map.len() >= AUTH_CACHE_MAX {
+                map.clear();
+            }
+            map.insert(p.key_id.clone(), (hash, p, std::time::Instant::now()));
+        }
+    }
+
+    fn evict(&self, key_id: &str) {
+        if let Ok(mut map) = self.entries.lock() {
+            self.generation
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            map.remove(key_id);
+        }
+    }
+}
+
 impl Services {
     /// Resolves a bearer token to its principal; any failure is `Unauthorized`.
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal, ServiceError> {
         let token = ApiToken::parse(bearer).ok_or(ServiceError::Unauthorized)?;
+        if let Some(p) = self.auth_cache.get(&token) {
+            return Ok(p);
+        }
+        let seen = self.auth_cache.generation();
         let row = self
             .store
             .get_key(&token.key_id)
@@ -85,13 +137,15 @@ impl Services {
             return Err(ServiceError::Unauthorized);
         }
         let role = Role::parse(&row.role).ok_or(ServiceError::Unauthorized)?;
-        Ok(Principal {
-            key_id: row.id,
+        let p = Principal {
+            key_id: row.id.clone(),
             role,
             org_id: row.org_id,
             services: row.services,
             orgs: row.orgs,
-        })
+        };
+        self.auth_cache.put(seen, row.secret_hash, p.clone());
+        Ok(p)
     }
 
     /// Creates a key (admin only). The returned `key` is shown this once.
@@ -206,11 +260,12 @@ impl Services {
         id: &str,
     ) -> Result<(), ServiceError> {
         who.require_admin()?;
-        if self
+        let revoked = self
             .store
             .revoke_key(id, &now_rfc3339(), &ctx.to_json())
-            .await?
-        {
+            .await?;
+        self.auth_cache.evict(id);
+        if revoked {
             Ok(())
         } else {
             Err(ServiceError::NotFound("key"))

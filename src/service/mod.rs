@@ -50,7 +50,7 @@ pub trait EventValidator: Send + Sync {
         &self,
         event_type: &str,
         schema_version: u32,
-        payload: &serde_json::Value,
+        payload: &serde_json::value::RawValue,
     ) -> Result<(), Rejected>;
 }
 
@@ -66,7 +66,7 @@ pub struct Rejected {
 pub struct AcceptAll;
 
 impl EventValidator for AcceptAll {
-    fn check(&self, _: &str, _: u32, _: &serde_json::Value) -> Result<(), Rejected> {
+    fn check(&self, _: &str, _: u32, _: &serde_json::value::RawValue) -> Result<(), Rejected> {
         Ok(())
     }
 }
@@ -77,6 +77,8 @@ pub struct Services {
     pub catalog: Arc<crate::catalog::Catalog>,
     pub cursors: CursorCodec,
     pub validator: Arc<dyn EventValidator>,
+    /// Recently verified API keys.
+    pub auth_cache: keys::AuthCache,
     /// Webhook config, SSRF guard, sealing key and delivery client (see [`webhooks::WebhookKit`]).
     pub webhooks: Arc<webhooks::WebhookKit>,
 }
@@ -94,6 +96,7 @@ impl Services {
             catalog,
             cursors: CursorCodec::new(key),
             validator,
+            auth_cache: keys::AuthCache::default(),
             webhooks: Arc::new(
                 webhooks::WebhookKit::ephemeral()
                     .map_err(|e| ServiceError::Store(crate::store::StoreError::Backend(e)))?,

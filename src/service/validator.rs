@@ -32,15 +32,24 @@ impl EventValidator for CatalogValidator {
         &self,
         event_type: &str,
         schema_version: u32,
-        payload: &serde_json::Value,
+        raw: &serde_json::value::RawValue,
     ) -> Result<(), Rejected> {
-        if self.validation == ValidationMode::Off {
-            // Only the type's existence is checked.
-            return match self.catalog.event_type(event_type) {
-                None if self.unknown_types == UnknownTypes::Reject => Err(unknown(event_type)),
-                _ => Ok(()),
+        let known = self.catalog.event_type(event_type).is_some();
+        if !known {
+            return match self.unknown_types {
+                UnknownTypes::Reject => Err(unknown(event_type)),
+                UnknownTypes::Accept => Ok(()),
             };
         }
+        if self.validation == ValidationMode::Off {
+            return Ok(());
+        }
+        // Parse only here: events of unknown types, or with validation off, never pay for it.
+        let payload: serde_json::Value = serde_json::from_str(raw.get()).map_err(|e| Rejected {
+            code: "validation_failed",
+            errors: vec![FieldError::new("payload", e.to_string())],
+        })?;
+        let payload = &payload;
         match self
             .catalog
             .validate_payload(event_type, schema_version, payload)

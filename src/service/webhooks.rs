@@ -623,7 +623,11 @@ impl Services {
         payload: Value,
         ctx: &str,
     ) -> Option<EventRow> {
-        if let Err(r) = self.validator.check(event_type, 1, &payload) {
+        let raw = serde_json::value::to_raw_value(&payload).ok();
+        if let Some(Err(r)) = raw
+            .as_deref()
+            .map(|p| self.validator.check(event_type, 1, p))
+        {
             tracing::error!(event_type, errors = ?r.errors, "a system event does not match its schema");
         }
         let env = json!({

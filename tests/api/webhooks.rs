@@ -366,7 +366,11 @@ async fn auto_pause_needs_both_thresholds_then_enable_and_skip_backlog() {
     for e in &feed {
         app.services
             .validator
-            .check("ipm.webhook.paused", 1, &e["payload"])
+            .check(
+                "ipm.webhook.paused",
+                1,
+                &serde_json::value::to_raw_value(&e["payload"]).unwrap(),
+            )
             .expect("paused payload matches the catalog");
     }
     let inbox = get(&app, "/v1/orgs/org_p/inbox?unread=true").await;
@@ -445,7 +449,11 @@ async fn auto_pause_needs_both_thresholds_then_enable_and_skip_backlog() {
     for e in &enabled {
         app.services
             .validator
-            .check("ipm.webhook.enabled", 1, &e["payload"])
+            .check(
+                "ipm.webhook.enabled",
+                1,
+                &serde_json::value::to_raw_value(&e["payload"]).unwrap(),
+            )
             .expect("enabled payload matches the catalog");
     }
     // A skipped delivery can still be retried by hand.

@@ -1,6 +1,6 @@
 //! The event log on SQLite.
 use super::SqliteStore;
-use crate::domain::envelope::render_stored;
+use crate::domain::envelope::{render_stored, same_payload};
 use crate::domain::filter::EventFilter;
 use crate::domain::time::format_utc;
 use crate::store::{AppendOutcome, EventLog, EventRow, StoreResult, StoredEvent};
@@ -34,7 +34,7 @@ pub(crate) fn append_rows(
          ON CONFLICT (org_id, event_id, occurred_at) DO NOTHING",
     )?;
     let mut existing =
-        c.prepare_cached("SELECT id, payload_hash FROM events WHERE org_id = ?1 AND event_id = ?2 AND occurred_at = ?3")?;
+        c.prepare_cached("SELECT id, payload_hash, body FROM events WHERE org_id = ?1 AND event_id = ?2 AND occurred_at = ?3")?;
     let mut out = Vec::with_capacity(rows.len());
     let mut fan = super::deliveries::FanOut::default();
     for r in rows {
@@ -63,13 +63,14 @@ pub(crate) fn append_rows(
                 sequence: next,
             });
         } else {
-            let (id, hash): (String, String) = existing
+            let (id, hash, body): (String, String, String) = existing
                 .query_row(params![r.org_id, r.event_id, r.occurred_at], |x| {
-                    Ok((x.get(0)?, x.get(1)?))
+                    Ok((x.get(0)?, x.get(1)?, x.get(2)?))
                 })?;
+            let payload_mismatch = hash != r.payload_hash && !same_payload(&body, &r.rendered);
             out.push(AppendOutcome::Duplicate {
                 id,
-                payload_mismatch: hash != r.payload_hash,
+                payload_mismatch,
             });
         }
     }
@@ -175,16 +176,21 @@ impl EventLog for SqliteStore {
     async fn purge_ingested_before(&self, cutoff_ms: i64) -> StoreResult<u64> {
         self.writer()
             .run(move |c| {
-                let max: Option<i64> = c.query_row(
-                    "SELECT MAX(seq) FROM (SELECT seq FROM events WHERE ingested_at < ?1 ORDER BY seq LIMIT ?2)",
-                    params![cutoff_ms, PURGE_CHUNK],
-                    |r| r.get(0),
-                )?;
+                // `ingested_at` grows with `seq`, so the purgeable rows are a prefix of the log:
+                // walk the oldest rows in primary-key order (no extra index on the hot insert
+                // path) and stop at the first one that is young enough to keep.
+                let mut st = c.prepare_cached("SELECT seq, ingested_at FROM events ORDER BY seq LIMIT ?1")?;
+                let rows = st.query_map([PURGE_CHUNK], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+                let mut max = None;
+                for row in rows {
+                    let (seq, at) = row?;
+                    if at >= cutoff_ms {
+                        break;
+                    }
+                    max = Some(seq);
+                }
                 let Some(max) = max else { return Ok(0) };
-                let n = c.execute(
-                    "DELETE FROM events WHERE seq <= ?1 AND ingested_at < ?2",
-                    params![max, cutoff_ms],
-                )?;
+                let n = c.execute("DELETE FROM events WHERE seq <= ?1", [max])?;
                 c.execute(
                     "INSERT INTO meta (key, value) VALUES ('purged_through', ?1)
                      ON CONFLICT (key) DO UPDATE SET value = MAX(CAST(value AS INTEGER), excluded.value)",

@@ -46,7 +46,12 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| StoreError::Backend(e.to_string()))??;
-        let writer = Writer::spawn(conn).map_err(|e| StoreError::Backend(e.to_string()))?;
+        // The WAL file exists once the database has been written (migrations do); fsyncing it
+        // from the sync thread is what makes a commit durable (see writer.rs).
+        let mut wal_path = path.clone().into_os_string();
+        wal_path.push("-wal");
+        let wal = std::fs::OpenOptions::new().write(true).open(&wal_path).ok();
+        let writer = Writer::spawn(conn, wal).map_err(|e| StoreError::Backend(e.to_string()))?;
         let (commits, _) = watch::channel(last_seq);
         Ok(Self {
             inner: Arc::new(Inner {

@@ -26,11 +26,11 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// Starts the writer thread on `conn`.
-    pub(crate) fn spawn(conn: Connection) -> std::io::Result<Self> {
+    pub(crate) fn spawn(conn: Connection, wal: Option<std::fs::File>) -> std::io::Result<Self> {
         let (tx, rx) = sync_channel::<Job>(4096);
         let thread = std::thread::Builder::new()
             .name("ipm-sqlite-writer".into())
-            .spawn(move || run(conn, rx))?;
+            .spawn(move || run(conn, rx, wal))?;
         Ok(Self {
             tx: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
@@ -100,7 +100,47 @@ fn in_savepoint<T>(
     r
 }
 
-fn run(conn: Connection, rx: Receiver<Job>) {
+/// Makes committed groups durable off the writer thread: one `fdatasync` of the WAL covers
+/// every group committed before it started, and only then are those groups answered.
+fn sync_loop(wal: std::fs::File, rx: Receiver<(Vec<Reply>, Result<(), String>)>) {
+    while let Ok(first) = rx.recv() {
+        let mut groups = vec![first];
+        while let Ok(g) = rx.try_recv() {
+            groups.push(g);
+        }
+        let synced = wal
+            .sync_data()
+            .map_err(|e| format!("fsync of the WAL failed: {e}"));
+        for (replies, commit) in groups {
+            let result = commit.and(synced.clone());
+            for r in replies {
+                r(result.clone());
+            }
+        }
+    }
+}
+
+fn run(conn: Connection, rx: Receiver<Job>, wal: Option<std::fs::File>) {
+    // With a WAL handle, commits run with `synchronous = NORMAL` (no fsync inside COMMIT) and a
+    // sync thread makes them durable before anyone is answered, so the next group executes while
+    // the previous one is being flushed. Without one, `synchronous = FULL` fsyncs inside COMMIT.
+    let (sync_tx, syncer) = match wal {
+        Some(wal) if conn.execute_batch("PRAGMA synchronous = NORMAL").is_ok() => {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let handle = std::thread::Builder::new()
+                .name("ipm-sqlite-sync".into())
+                .spawn(move || sync_loop(wal, rx))
+                .ok();
+            match handle {
+                Some(h) => (Some(tx), Some(h)),
+                None => {
+                    let _ = conn.execute_batch("PRAGMA synchronous = FULL");
+                    (None, None)
+                }
+            }
+        }
+        _ => (None, None),
+    };
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
@@ -122,9 +162,24 @@ fn run(conn: Connection, rx: Receiver<Job>) {
         if commit.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
-        for r in replies {
-            r(commit.clone());
+        match &sync_tx {
+            Some(tx) if commit.is_ok() => {
+                if let Err(std::sync::mpsc::SendError((replies, _))) = tx.send((replies, commit)) {
+                    for r in replies {
+                        r(Err("the sync thread has stopped".into()));
+                    }
+                }
+            }
+            _ => {
+                for r in replies {
+                    r(commit.clone());
+                }
+            }
         }
+    }
+    drop(sync_tx);
+    if let Some(h) = syncer {
+        let _ = h.join();
     }
     let _ = conn.execute_batch("PRAGMA optimize");
 }

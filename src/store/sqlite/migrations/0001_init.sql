@@ -19,7 +19,6 @@ CREATE UNIQUE INDEX events_dedupe ON events (org_id, event_id, occurred_at);
 CREATE INDEX events_org_seq ON events (org_id, seq);
 CREATE INDEX events_org_service_seq ON events (org_id, service, seq);
 CREATE INDEX events_org_facility_seq ON events (org_id, facility_id, seq) WHERE facility_id IS NOT NULL;
-CREATE INDEX events_ingested ON events (ingested_at);
 
 CREATE TABLE api_keys (
     id               TEXT PRIMARY KEY,
