@@ -67,7 +67,12 @@ impl App {
             config.catalog.unknown_types,
             config.catalog.validation,
         ));
-        let services = Arc::new(Services::new(store, catalog, validator).await?);
+        let mut services = Services::new(store, catalog, validator).await?;
+        services.webhooks = Arc::new(
+            crate::service::webhooks::WebhookKit::new(&config.webhooks, &config.data_dir)
+                .map_err(|e| anyhow::anyhow!("webhooks: {e}"))?,
+        );
+        let services = Arc::new(services);
         let preset = std::env::var("IPM_ADMIN_KEY")
             .ok()
             .filter(|s| !s.is_empty());
@@ -153,6 +158,9 @@ pub async fn run(
     if app.config.jobs.worker {
         workers.push(app.job_worker().spawn(stop.clone()));
     }
+    workers.push(
+        crate::workers::delivery::DeliveryWorker::new(app.services.clone()).spawn(stop.clone()),
+    );
     let router = app.router();
     let server_stop = stop.clone();
     let result = axum::serve(

@@ -22,6 +22,7 @@ pub struct Config {
     pub catalog: CatalogConfig,
     pub retention: RetentionConfig,
     pub jobs: JobsConfig,
+    pub webhooks: WebhooksConfig,
 }
 
 impl Default for Config {
@@ -33,6 +34,7 @@ impl Default for Config {
             catalog: CatalogConfig::default(),
             retention: RetentionConfig::default(),
             jobs: JobsConfig::default(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }
@@ -104,6 +106,71 @@ impl Default for JobsConfig {
     }
 }
 
+/// `webhooks.*` (SPEC §10).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// CIDRs that may be targeted although not globally routable (e.g. `127.0.0.0/8` for tests).
+    pub allow_private_targets: Vec<String>,
+    /// Seconds between attempts after each failure (±20 % jitter); its length is the retry count.
+    pub retry_schedule_secs: Vec<u64>,
+    /// Seconds one attempt may take (connect + answer).
+    pub attempt_timeout_secs: u64,
+    /// Auto-pause after this many attempts in a row failed …
+    pub pause_after_consecutive_failures: u32,
+    /// … and the first of them is at least this old.
+    pub pause_min_failing_secs: u64,
+    /// Default attempts in flight per webhook.
+    pub max_in_flight: u32,
+    /// Base64 of 32 bytes sealing signing secrets at rest; absent = `webhook-secrets.key` (0600)
+    /// in `data_dir`, created on first start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption_key: Option<String>,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            allow_private_targets: Vec::new(),
+            retry_schedule_secs: crate::domain::webhook::DEFAULT_RETRY_SCHEDULE.to_vec(),
+            attempt_timeout_secs: 15,
+            pause_after_consecutive_failures: 20,
+            pause_min_failing_secs: 3600,
+            max_in_flight: 8,
+            encryption_key: None,
+        }
+    }
+}
+
+impl WebhooksConfig {
+    fn validate(&self) -> Result<(), String> {
+        crate::domain::ssrf::AllowList::parse(&self.allow_private_targets)
+            .map_err(|e| format!("invalid configuration: webhooks.allow_private_targets: {e}"))?;
+        if self.retry_schedule_secs.len() > 50 {
+            return Err(
+                "invalid configuration: webhooks.retry_schedule_secs has more than 50 entries"
+                    .into(),
+            );
+        }
+        if !(1..=300).contains(&self.attempt_timeout_secs) {
+            return Err(
+                "invalid configuration: webhooks.attempt_timeout_secs must be 1..=300".into(),
+            );
+        }
+        if !(1..=256).contains(&self.max_in_flight) {
+            return Err("invalid configuration: webhooks.max_in_flight must be 1..=256".into());
+        }
+        if self.pause_after_consecutive_failures == 0 {
+            return Err("invalid configuration: webhooks.pause_after_consecutive_failures must be at least 1".into());
+        }
+        if let Some(k) = &self.encryption_key {
+            crate::domain::sealing::Sealer::from_base64(k)
+                .map_err(|e| format!("invalid configuration: webhooks.encryption_key: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
 /// Values given as command-line flags (highest precedence).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Flags {
@@ -168,6 +235,7 @@ impl Config {
         if self.retention.days == Some(0) {
             return Err("invalid configuration: retention.days must be at least 1".into());
         }
+        self.webhooks.validate()?;
         Ok(())
     }
 

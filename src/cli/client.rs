@@ -75,6 +75,17 @@ impl Client {
         path: &str,
         body: Option<(&str, String)>,
     ) -> anyhow::Result<Value> {
+        self.send_with_headers(method, path, body, &[]).await
+    }
+
+    /// [`Self::send`] with extra headers (e.g. `X-Reason-Code`).
+    pub async fn send_with_headers(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<(&str, String)>,
+        headers: &[(&str, String)],
+    ) -> anyhow::Result<Value> {
         let mut req = self
             .http
             .request(method, format!("{}{}", self.base, path))
@@ -84,6 +95,9 @@ impl Client {
                 "x-actor-id",
                 std::env::var("USER").unwrap_or_else(|_| "ipm-cli".into()),
             );
+        for (k, v) in headers {
+            req = req.header(*k, v.as_str());
+        }
         if let Some((ct, b)) = body {
             req = req.header("content-type", ct).body(b);
         }

@@ -4,6 +4,7 @@ mod client;
 mod jobs;
 mod progress;
 mod serve;
+mod webhooks;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -32,6 +33,10 @@ enum Command {
     Export(jobs::ExportArgs),
     /// Import an NDJSON file of events (a bulk import job).
     Import(jobs::ImportArgs),
+    /// Manage webhooks on a running server.
+    Webhooks(webhooks::WebhooksArgs),
+    /// Verify a received webhook's Standard Webhooks signature (exit 0 when valid).
+    Verify(webhooks::VerifyArgs),
 }
 
 /// Entry point of the binary.
@@ -56,6 +61,8 @@ pub fn main() -> ExitCode {
             Command::Catalog(a) => catalog::run(a),
             Command::Export(a) => return jobs::export(a).await,
             Command::Import(a) => return jobs::import(a).await,
+            Command::Webhooks(a) => webhooks::run(a).await,
+            Command::Verify(a) => webhooks::verify(a),
         }
         .map(|()| ExitCode::SUCCESS)
     });

@@ -6,6 +6,9 @@ use ulid::Ulid;
 pub enum IdKind {
     Event,
     Key,
+    Webhook,
+    Delivery,
+    Inbox,
 }
 
 impl IdKind {
@@ -14,6 +17,9 @@ impl IdKind {
         match self {
             IdKind::Event => "evt_",
             IdKind::Key => "key_",
+            IdKind::Webhook => "whk_",
+            IdKind::Delivery => "dlv_",
+            IdKind::Inbox => "inb_",
         }
     }
 }

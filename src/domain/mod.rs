@@ -6,7 +6,11 @@ pub mod envelope;
 pub mod filter;
 pub mod ids;
 pub mod names;
+pub mod sealing;
+pub mod signature;
+pub mod ssrf;
 pub mod time;
+pub mod webhook;
 
 /// A field-level validation problem, reported in problem+json `errors`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]

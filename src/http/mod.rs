@@ -3,14 +3,17 @@
 pub mod admin;
 pub mod catalog;
 pub mod cdc;
+pub mod deliveries;
 pub mod events;
 pub mod exports;
 pub mod extract;
 pub mod imports;
+pub mod inbox;
 pub mod openapi;
 pub mod ops;
 pub mod pagination;
 pub mod problem;
+pub mod webhooks;
 
 use crate::service::Services;
 use axum::Router;
@@ -49,6 +52,9 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::router())
         .merge(catalog::router())
         .merge(ops::router())
+        .merge(webhooks::router())
+        .merge(deliveries::router())
+        .merge(inbox::router())
         .split_for_parts();
     let doc = Arc::new(openapi::finish(doc));
     api.route(

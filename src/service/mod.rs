@@ -3,10 +3,13 @@
 pub mod cdc;
 pub mod exports;
 pub mod imports;
+pub mod dispatch;
+pub mod inbox;
 pub mod ingest;
 pub mod jobs;
 pub mod keys;
 pub mod validator;
+pub mod webhooks;
 
 use crate::domain::FieldError;
 use crate::domain::auth::Denied;
@@ -79,6 +82,8 @@ pub struct Services {
     pub validator: Arc<dyn EventValidator>,
     /// Recently verified API keys.
     pub auth_cache: keys::AuthCache,
+    /// Webhook config, SSRF guard, sealing key and delivery client (see [`webhooks::WebhookKit`]).
+    pub webhooks: Arc<webhooks::WebhookKit>,
 }
 
 impl Services {
@@ -95,6 +100,10 @@ impl Services {
             cursors: CursorCodec::new(key),
             validator,
             auth_cache: keys::AuthCache::default(),
+            webhooks: Arc::new(
+                webhooks::WebhookKit::ephemeral()
+                    .map_err(|e| ServiceError::Store(crate::store::StoreError::Backend(e)))?,
+            ),
         })
     }
 }

@@ -5,6 +5,12 @@
 pub mod files;
 pub mod jobs;
 pub mod sqlite;
+pub mod webhooks;
+
+pub use webhooks::{
+    AttemptRecord, AttemptRow, ClaimSlot, Claimed, Deliveries, DeliveryRow, Inbox, InboxRow,
+    NewDelivery, PauseChange, Recorded, WebhookRow, Webhooks,
+};
 
 pub use jobs::{JobErrorRow, JobRow, Jobs};
 
@@ -136,8 +142,8 @@ pub trait Meta: Send + Sync {
 }
 
 /// Everything a backend provides.
-pub trait Store: EventLog + ApiKeys + Meta + Jobs {}
-impl<T: EventLog + ApiKeys + Meta + Jobs> Store for T {}
+pub trait Store: EventLog + ApiKeys + Meta + Jobs + Webhooks + Deliveries + Inbox {}
+impl<T: EventLog + ApiKeys + Meta + Jobs + Webhooks + Deliveries + Inbox> Store for T {}
 
 /// The store as the rest of the program holds it.
 pub type DynStore = Arc<dyn Store>;

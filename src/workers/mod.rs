@@ -3,4 +3,5 @@
 mod export;
 mod import;
 pub mod jobs;
+pub mod delivery;
 pub mod retention;

@@ -20,5 +20,9 @@ mod job_helpers;
 mod jobs_crash;
 mod keys;
 mod ops;
+#[allow(dead_code)]
+mod receiver;
 mod schemathesis;
 mod smoke;
+mod webhooks;
+mod webhooks_heavy;

@@ -36,6 +36,7 @@ pub(crate) fn append_rows(
     let mut existing =
         c.prepare_cached("SELECT id, payload_hash, body FROM events WHERE org_id = ?1 AND event_id = ?2 AND occurred_at = ?3")?;
     let mut out = Vec::with_capacity(rows.len());
+    let mut fan = super::deliveries::FanOut::default();
     for r in rows {
         let next = seq + 1;
         let body = render_stored(&r.id, next, &ingested_at, &r.service, &r.rendered);
@@ -56,6 +57,7 @@ pub(crate) fn append_rows(
         ])?;
         if n == 1 {
             seq = next;
+            fan.add(c, &r, next, now_ms)?;
             out.push(AppendOutcome::Accepted {
                 id: r.id,
                 sequence: next,

@@ -5,6 +5,7 @@ use rusqlite::Connection;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (100, include_str!("migrations/0100_jobs.sql")),
+    (200, include_str!("migrations/0200_webhooks.sql")),
 ];
 
 /// Applies every migration not yet applied, each in its own transaction.

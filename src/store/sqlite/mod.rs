@@ -1,10 +1,13 @@
 //! The embedded SQLite store: one writer thread with group commit ([`writer`]) and a small pool
 //! of read connections. WAL mode lets readers run beside the writer; each reader sees a
 //! committed prefix of the log, so CDC pages never skip an event.
+mod deliveries;
 mod events;
 mod jobs;
+mod inbox;
 mod keys;
 mod migrations;
+mod webhooks;
 mod writer;
 
 use super::{Meta, StoreError, StoreResult};
@@ -87,6 +90,15 @@ impl SqliteStore {
 
     pub(crate) fn writer(&self) -> &Writer {
         &self.inner.writer
+    }
+
+    /// Tells long-polls (and the delivery worker) that events up to `last` are visible.
+    pub(crate) fn notify_commit(&self, last: i64) {
+        self.inner.commits.send_if_modified(|v| {
+            let changed = last > *v;
+            *v = (*v).max(last);
+            changed
+        });
     }
 }
 
