@@ -1,9 +1,9 @@
 //! Use cases, called by the HTTP layer and the CLI. Knows the domain and the store traits,
 //! nothing of HTTP or SQL.
 pub mod cdc;
+pub mod dispatch;
 pub mod exports;
 pub mod imports;
-pub mod dispatch;
 pub mod inbox;
 pub mod ingest;
 pub mod jobs;
