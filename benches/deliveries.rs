@@ -316,7 +316,7 @@ async fn latency(rate: u64, secs: u64, mif: u32) -> (f64, f64, f64, f64, usize) 
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let first = arrivals.first.lock().unwrap().take().unwrap_or_default();
-    let sent = sent.lock().unwrap();
+    let sent = std::mem::take(&mut *sent.lock().unwrap());
     let mut lat: Vec<f64> = sent
         .iter()
         .filter_map(|(id, at)| {
