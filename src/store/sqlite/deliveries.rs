@@ -335,14 +335,17 @@ impl Deliveries for SqliteStore {
         slots: Vec<ClaimSlot>,
     ) -> StoreResult<Vec<Claimed>> {
         let claimer = claimer.to_string();
+        // Relaxed: a claim lost in an OS crash only means the delivery is sent again.
         self.writer()
-            .run(move |c| claim_tx(c, now_ms, lease_ms, &claimer, slots))
+            .run_relaxed(move |c| claim_tx(c, now_ms, lease_ms, &claimer, slots))
             .await
     }
 
     async fn record(&self, now_ms: i64, records: Vec<AttemptRecord>) -> StoreResult<Vec<Recorded>> {
+        // Relaxed: an attempt record lost in an OS crash (not a process crash) only means the
+        // delivery is attempted again with the same webhook-id, which at-least-once allows.
         self.writer()
-            .run(move |c| record_tx(c, now_ms, records))
+            .run_relaxed(move |c| record_tx(c, now_ms, records))
             .await
     }
 

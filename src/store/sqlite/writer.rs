@@ -13,7 +13,11 @@ use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 
 type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+/// A unit of work for the writer; `relaxed` jobs are answered at commit, before the flush.
+struct Job {
+    relaxed: bool,
+    work: Box<dyn FnOnce(&Connection) -> Reply + Send>,
+}
 
 /// Most jobs folded into one commit.
 const MAX_GROUP: usize = 512;
@@ -37,19 +41,41 @@ impl Writer {
         })
     }
 
-    /// Runs `f` in the next group transaction; resolves after the commit.
+    /// Runs `f` in the next group transaction; resolves once the commit is durable (flushed).
     pub(crate) async fn run<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
+        self.submit(false, f).await
+    }
+
+    /// Like [`Writer::run`] but resolves at commit, before the WAL flush: for bookkeeping whose
+    /// loss in an OS crash is harmless (delivery claims and attempt records: at worst a delivery
+    /// is sent again, which at-least-once allows). A process crash loses nothing committed.
+    pub(crate) async fn run_relaxed<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.submit(true, f).await
+    }
+
+    async fn submit<T, F>(&self, relaxed: bool, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
         let (done_tx, done_rx) = oneshot::channel::<StoreResult<T>>();
-        let job: Job = Box::new(move |conn: &Connection| {
-            let result = in_savepoint(conn, f);
-            Box::new(move |commit: Result<(), String>| {
-                let _ = done_tx.send(commit.map_err(StoreError::Backend).and(result));
-            })
-        });
+        let job = Job {
+            relaxed,
+            work: Box::new(move |conn: &Connection| {
+                let result = in_savepoint(conn, f);
+                Box::new(move |commit: Result<(), String>| {
+                    let _ = done_tx.send(commit.map_err(StoreError::Backend).and(result));
+                })
+            }),
+        };
         let sender = self
             .tx
             .lock()
@@ -157,12 +183,25 @@ fn run(conn: Connection, rx: Receiver<Job>, wal: Option<std::fs::File>) {
             drop(jobs);
             continue;
         }
-        let replies: Vec<Reply> = jobs.into_iter().map(|j| j(&conn)).collect();
+        let mut replies: Vec<Reply> = Vec::with_capacity(jobs.len());
+        let mut relaxed: Vec<Reply> = Vec::new();
+        for j in jobs {
+            let reply = (j.work)(&conn);
+            if j.relaxed && sync_tx.is_some() {
+                relaxed.push(reply);
+            } else {
+                replies.push(reply);
+            }
+        }
         let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
         if commit.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
+        for r in relaxed {
+            r(commit.clone());
+        }
         match &sync_tx {
+            Some(_) if commit.is_ok() && replies.is_empty() => {}
             Some(tx) if commit.is_ok() => {
                 if let Err(std::sync::mpsc::SendError((replies, _))) = tx.send((replies, commit)) {
                     for r in replies {
