@@ -146,6 +146,24 @@ fn sync_loop(wal: std::fs::File, rx: Receiver<(Vec<Reply>, Result<(), String>)>)
     }
 }
 
+/// Copies WAL frames into the database from its own connection, so the writer never stalls on a
+/// checkpoint inside a commit (SQLite's automatic checkpoint runs in the committing thread and
+/// fsyncs the database file). PASSIVE checkpoints do not block the writer or readers.
+fn checkpoint_loop(path: String, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    let Ok(conn) = Connection::open(&path) else {
+        return;
+    };
+    let _ = conn.execute_batch("PRAGMA busy_timeout = 5000;");
+    let mut ticks = 0u32;
+    while !stop.load(std::sync::atomic::Ordering::Acquire) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        ticks += 1;
+        if ticks.is_multiple_of(5) {
+            let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        }
+    }
+}
+
 fn run(conn: Connection, rx: Receiver<Job>, wal: Option<std::fs::File>) {
     // With a WAL handle, commits run with `synchronous = NORMAL` (no fsync inside COMMIT) and a
     // sync thread makes them durable before anyone is answered, so the next group executes while
@@ -166,6 +184,21 @@ fn run(conn: Connection, rx: Receiver<Job>, wal: Option<std::fs::File>) {
             }
         }
         _ => (None, None),
+    };
+    // With the sync thread in place, checkpoints move to their own thread too.
+    let stop_checkpoints = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let checkpointer = match (&sync_tx, conn.path().map(str::to_string)) {
+        (Some(_), Some(path)) if !path.is_empty() => {
+            let stop = stop_checkpoints.clone();
+            std::thread::Builder::new()
+                .name("ipm-sqlite-checkpoint".into())
+                .spawn(move || checkpoint_loop(path, stop))
+                .ok()
+                .inspect(|_| {
+                    let _ = conn.execute_batch("PRAGMA wal_autocheckpoint = 0");
+                })
+        }
+        _ => None,
     };
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
@@ -218,6 +251,10 @@ fn run(conn: Connection, rx: Receiver<Job>, wal: Option<std::fs::File>) {
     }
     drop(sync_tx);
     if let Some(h) = syncer {
+        let _ = h.join();
+    }
+    stop_checkpoints.store(true, std::sync::atomic::Ordering::Release);
+    if let Some(h) = checkpointer {
         let _ = h.join();
     }
     let _ = conn.execute_batch("PRAGMA optimize");
