@@ -6,6 +6,7 @@ mod events;
 mod jobs;
 mod inbox;
 mod keys;
+mod kpis;
 mod migrations;
 mod webhooks;
 mod writer;
