@@ -19,6 +19,8 @@ mod imports;
 mod job_helpers;
 mod jobs_crash;
 mod keys;
+mod kpis;
+mod alerts;
 mod ops;
 #[allow(dead_code)]
 mod receiver;
