@@ -15,7 +15,11 @@ pub enum Granularity {
 
 impl Granularity {
     /// Every granularity, finest first.
-    pub const ALL: [Granularity; 3] = [Granularity::FiveMinutes, Granularity::Hour, Granularity::Day];
+    pub const ALL: [Granularity; 3] = [
+        Granularity::FiveMinutes,
+        Granularity::Hour,
+        Granularity::Day,
+    ];
 
     /// The width in milliseconds.
     pub fn millis(self) -> i64 {
@@ -208,7 +212,14 @@ pub enum Open {
 /// One evaluation of a bucket: `streak` counts consecutive breaching buckets ending at this
 /// one (capped at `for_buckets`); `current` is false for a bucket older than the newest bucket
 /// already evaluated, which may open or advance an alert but never resolve one.
-pub fn step(open: Open, c: &Condition, value: f64, streak: u32, for_buckets: u32, current: bool) -> Step {
+pub fn step(
+    open: Open,
+    c: &Condition,
+    value: f64,
+    streak: u32,
+    for_buckets: u32,
+    current: bool,
+) -> Step {
     let breach = c.breaches(value);
     match open {
         Open::None if breach && streak >= for_buckets => Step::OpenFiring,
@@ -234,7 +245,11 @@ mod tests {
 
     #[test]
     fn hysteresis_needs_the_clear_threshold() {
-        let c = Condition { op: Op::Gt, threshold: 90.0, clear_threshold: Some(80.0) };
+        let c = Condition {
+            op: Op::Gt,
+            threshold: 90.0,
+            clear_threshold: Some(80.0),
+        };
         assert_eq!(step(Open::None, &c, 95.0, 1, 1, true), Step::OpenFiring);
         assert_eq!(step(Open::Firing, &c, 85.0, 0, 1, true), Step::Stay);
         assert_eq!(step(Open::Firing, &c, 80.0, 0, 1, true), Step::Resolve);

@@ -28,7 +28,11 @@ async fn post_snapshots(
     Path(org): Path<String>,
     body: TextBody,
 ) -> ApiResult<axum::Json<SnapshotsOut>> {
-    if !body.content_type.as_deref().is_some_and(|c| c == "application/json") {
+    if !body
+        .content_type
+        .as_deref()
+        .is_some_and(|c| c == "application/json")
+    {
         return Err(ApiError::UnsupportedMediaType(
             "send Content-Type: application/json".into(),
         ));

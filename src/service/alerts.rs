@@ -46,7 +46,9 @@ pub struct RuleIn {
     pub deliver_to_inbox: bool,
 }
 
-fn some<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+fn some<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -199,7 +201,10 @@ fn check_rule(r: &RuleRow) -> Result<(), ServiceError> {
     }
     if let Some(c) = r.clear_threshold {
         if !c.is_finite() {
-            e.push(FieldError::new("clear_threshold", "must be a finite number"));
+            e.push(FieldError::new(
+                "clear_threshold",
+                "must be a finite number",
+            ));
         } else if !r.op.valid_clear(r.threshold, c) {
             e.push(FieldError::new(
                 "clear_threshold",
@@ -282,7 +287,10 @@ impl Services {
     ) -> Result<Listed<RuleOut>, ServiceError> {
         who.can_read_org(org)?;
         let after = self.decode_cursor("alert-rules", org, cursor)?;
-        let mut rows = self.store.list_rules(org, after.as_deref(), limit + 1).await?;
+        let mut rows = self
+            .store
+            .list_rules(org, after.as_deref(), limit + 1)
+            .await?;
         let next_cursor = self.next_cursor("alert-rules", org, &mut rows, limit, |r| &r.id);
         Ok(Listed {
             items: rows.into_iter().map(rule_out).collect(),
@@ -414,6 +422,29 @@ pub struct AlertEventBuilder {
     pub validator: Arc<dyn EventValidator>,
     /// The request context of the snapshot write that caused the transitions.
     pub context: String,
+    /// Monotonic ids, so the items of one write list in transition order.
+    pub ids: std::sync::Mutex<ulid::Generator>,
+}
+
+impl AlertEventBuilder {
+    /// A builder for one write.
+    pub fn new(validator: Arc<dyn EventValidator>, context: String) -> Self {
+        Self {
+            validator,
+            context,
+            ids: std::sync::Mutex::new(ulid::Generator::new()),
+        }
+    }
+
+    fn next_id(&self, kind: IdKind) -> String {
+        let u = self
+            .ids
+            .lock()
+            .ok()
+            .and_then(|mut g| g.generate().ok())
+            .unwrap_or_else(ulid::Ulid::generate);
+        format!("{}{u}", kind.prefix())
+    }
 }
 
 impl AlertEventBuilder {
@@ -469,7 +500,7 @@ impl AlertEffects for AlertEventBuilder {
         }
         let event = match NewEvent::parse(&env.to_string()) {
             Ok(e) => Some(EventRow {
-                id: new_id(IdKind::Event),
+                id: self.next_id(IdKind::Event),
                 org_id: e.org_id,
                 event_id: e.event_id,
                 occurred_at: e.occurred_at,
@@ -489,7 +520,7 @@ impl AlertEffects for AlertEventBuilder {
         let inbox = r.deliver_to_inbox.then(|| {
             let scope = a.facility_id.as_deref().unwrap_or("the org");
             InboxRow {
-                id: new_id(IdKind::Inbox),
+                id: self.next_id(IdKind::Inbox),
                 org_id: a.org_id.clone(),
                 kind: kind.into(),
                 severity: match t.kind {
@@ -502,11 +533,17 @@ impl AlertEffects for AlertEventBuilder {
                 title: format!("{} {state} for {scope}", r.kpi),
                 body: format!(
                     "{} of {} per {} is {} (threshold {} {}).",
-                    serde_json::to_value(r.aggregate).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                    serde_json::to_value(r.aggregate)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
                     r.kpi,
                     r.granularity.as_str(),
                     a.value,
-                    serde_json::to_value(r.op).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                    serde_json::to_value(r.op)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
                     r.threshold
                 ),
                 ref_type: "alert".into(),

@@ -108,7 +108,11 @@ pub(crate) fn ms_to_rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-fn parse_snapshot(prefix: &str, s: SnapshotIn, errors: &mut Vec<FieldError>) -> Option<SnapshotRow> {
+fn parse_snapshot(
+    prefix: &str,
+    s: SnapshotIn,
+    errors: &mut Vec<FieldError>,
+) -> Option<SnapshotRow> {
     let before = errors.len();
     let f = |name: &str| format!("{prefix}{name}");
     if let Err(m) = check_kpi(&s.kpi) {
@@ -134,7 +138,10 @@ fn parse_snapshot(prefix: &str, s: SnapshotIn, errors: &mut Vec<FieldError>) -> 
             ));
         }
     }
-    if s.unit.as_ref().is_some_and(|u| u.is_empty() || u.len() > 64) {
+    if s.unit
+        .as_ref()
+        .is_some_and(|u| u.is_empty() || u.len() > 64)
+    {
         errors.push(FieldError::new(f("unit"), "must be 1..64 characters"));
     }
     (errors.len() == before).then_some(SnapshotRow {
@@ -171,7 +178,8 @@ impl Services {
         input: SnapshotsIn,
     ) -> Result<SnapshotsOut, ServiceError> {
         can_post(who, org)?;
-        check_scope_id(org).map_err(|m| ServiceError::Validation(vec![FieldError::new("org_id", m)]))?;
+        check_scope_id(org)
+            .map_err(|m| ServiceError::Validation(vec![FieldError::new("org_id", m)]))?;
         let mut errors = Vec::new();
         let rows: Vec<SnapshotRow> = match input {
             SnapshotsIn::One(s) => parse_snapshot("", s, &mut errors).into_iter().collect(),
@@ -194,10 +202,10 @@ impl Services {
         if !errors.is_empty() {
             return Err(ServiceError::Validation(errors));
         }
-        let effects = Arc::new(AlertEventBuilder {
-            validator: self.validator.clone(),
-            context: ctx.to_json(),
-        });
+        let effects = Arc::new(AlertEventBuilder::new(
+            self.validator.clone(),
+            ctx.to_json(),
+        ));
         let r = self.store.record_snapshots(org, rows, effects).await?;
         Ok(SnapshotsOut {
             accepted: r.accepted,
@@ -282,7 +290,10 @@ impl Services {
             ),
             None => None,
         };
-        let mut rows = self.store.list_kpis(org, after.as_deref(), limit + 1).await?;
+        let mut rows = self
+            .store
+            .list_kpis(org, after.as_deref(), limit + 1)
+            .await?;
         let has_more = rows.len() > limit;
         rows.truncate(limit);
         let next_cursor = if has_more {

@@ -2,9 +2,9 @@
 //! nothing of HTTP or SQL.
 pub mod alerts;
 pub mod cdc;
+pub mod dispatch;
 pub mod exports;
 pub mod imports;
-pub mod dispatch;
 pub mod inbox;
 pub mod ingest;
 pub mod jobs;

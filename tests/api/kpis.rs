@@ -60,7 +60,8 @@ async fn bucket_aggregates_equal_a_brute_force_computation() {
                 k => Some(facilities[k]),
             };
             // Distinct instants (ties in `last` would be decided by arrival order).
-            let ms = T0 + rng.random_range(0..span / 1000) * 1000 + (round * 1000 + i as i64) % 1000;
+            let ms =
+                T0 + rng.random_range(0..span / 1000) * 1000 + (round * 1000 + i as i64) % 1000;
             let value = (rng.random_range(-10_000..10_000i64) as f64) / 100.0;
             let mut s = json!({"kpi": "orders.fill_rate", "value": value, "observed_at": at(ms)});
             if let Some(f) = fac {
@@ -138,7 +139,11 @@ async fn bucket_aggregates_equal_a_brute_force_computation() {
 async fn snapshots_are_validated_and_listed() {
     let app = TestApp::spawn().await;
     let path = "/v1/orgs/org_v/kpis/snapshots";
-    let post = |body: Value| app.req(Method::POST, path, &app.admin_key).json(&body).send();
+    let post = |body: Value| {
+        app.req(Method::POST, path, &app.admin_key)
+            .json(&body)
+            .send()
+    };
     let p = assert_problem(
         post(json!({"kpi": "Bad Name", "value": 1, "observed_at": at(T0)}))
             .await
@@ -158,7 +163,9 @@ async fn snapshots_are_validated_and_listed() {
     .await;
     assert_eq!(p["errors"][0]["field"], "[1].observed_at");
     let p = assert_problem(
-        post(json!({"kpi": "a.b", "observed_at": at(T0)})).await.unwrap(),
+        post(json!({"kpi": "a.b", "observed_at": at(T0)}))
+            .await
+            .unwrap(),
         400,
         "validation_failed",
     )
@@ -167,7 +174,12 @@ async fn snapshots_are_validated_and_listed() {
     let big: Vec<Value> = (0..1001)
         .map(|i| json!({"kpi": "a.b", "value": i, "observed_at": at(T0)}))
         .collect();
-    assert_problem(post(Value::Array(big)).await.unwrap(), 413, "payload_too_large").await;
+    assert_problem(
+        post(Value::Array(big)).await.unwrap(),
+        413,
+        "payload_too_large",
+    )
+    .await;
     // Nothing of the refused batches was stored.
     let (_, l) = get_as(&app, &app.admin_key, "/v1/orgs/org_v/kpis").await;
     assert_eq!(l["data"].as_array().unwrap().len(), 0);
@@ -189,7 +201,12 @@ async fn snapshots_are_validated_and_listed() {
     assert_eq!(l["data"][0]["snapshots"], 2);
     assert_eq!(l["has_more"], true);
     let c = l["next_cursor"].as_str().unwrap();
-    let (_, l2) = get_as(&app, &app.admin_key, &format!("/v1/orgs/org_v/kpis?limit=2&cursor={c}")).await;
+    let (_, l2) = get_as(
+        &app,
+        &app.admin_key,
+        &format!("/v1/orgs/org_v/kpis?limit=2&cursor={c}"),
+    )
+    .await;
     assert_eq!(l2["data"][0]["kpi"], "c.three");
     assert_eq!(l2["has_more"], false);
 }
@@ -197,15 +214,23 @@ async fn snapshots_are_validated_and_listed() {
 #[tokio::test]
 async fn roles_and_tenancy_for_snapshots_rules_alerts_and_inbox() {
     let app = TestApp::spawn().await;
-    let publisher = app.key(json!({"role": "publisher", "orgs": ["org_a"]})).await;
+    let publisher = app
+        .key(json!({"role": "publisher", "orgs": ["org_a"]}))
+        .await;
     let reader_a = app.key(json!({"role": "reader", "org_id": "org_a"})).await;
-    let admin_a = app.key(json!({"role": "org_admin", "org_id": "org_a"})).await;
-    let admin_b = app.key(json!({"role": "org_admin", "org_id": "org_b"})).await;
+    let admin_a = app
+        .key(json!({"role": "org_admin", "org_id": "org_a"}))
+        .await;
+    let admin_b = app
+        .key(json!({"role": "org_admin", "org_id": "org_b"}))
+        .await;
     // Org A: a rule that fires into the inbox on the first snapshot.
     let r = app
         .req(Method::POST, "/v1/orgs/org_a/alert-rules", &admin_a)
-        .json(&json!({"kpi": "dock.wait", "granularity": "hour", "aggregate": "max", "op": "gt",
-                       "threshold": 10, "severity": "critical", "deliver_to_inbox": true}))
+        .json(
+            &json!({"kpi": "dock.wait", "granularity": "hour", "aggregate": "max", "op": "gt",
+                       "threshold": 10, "severity": "critical", "deliver_to_inbox": true}),
+        )
         .send()
         .await
         .unwrap();
@@ -214,7 +239,13 @@ async fn roles_and_tenancy_for_snapshots_rules_alerts_and_inbox() {
     let rid = rule["id"].as_str().unwrap().to_string();
     assert!(rid.starts_with("rul_"));
     assert_eq!(rule["created_context"]["actor_id"], "tester");
-    let rep = snaps(&app, &publisher, "org_a", &json!({"kpi": "dock.wait", "value": 50, "observed_at": at(T0)})).await;
+    let rep = snaps(
+        &app,
+        &publisher,
+        "org_a",
+        &json!({"kpi": "dock.wait", "value": 50, "observed_at": at(T0)}),
+    )
+    .await;
     assert_eq!(rep["alert_transitions"], 1);
     // The publisher may post but not read, and not for another org.
     let r = app
@@ -224,7 +255,11 @@ async fn roles_and_tenancy_for_snapshots_rules_alerts_and_inbox() {
         .await
         .unwrap();
     assert_problem(r, 403, "forbidden").await;
-    for p in ["/v1/orgs/org_a/kpis", "/v1/orgs/org_a/alerts", "/v1/orgs/org_a/alert-rules"] {
+    for p in [
+        "/v1/orgs/org_a/kpis",
+        "/v1/orgs/org_a/alerts",
+        "/v1/orgs/org_a/alert-rules",
+    ] {
         assert_eq!(get_as(&app, &publisher, p).await.0, 403, "{p}");
     }
     // The reader reads KPIs and alerts but may not post or manage.
@@ -253,10 +288,21 @@ async fn roles_and_tenancy_for_snapshots_rules_alerts_and_inbox() {
         .unwrap();
     assert_problem(r, 403, "forbidden").await;
     // Org B sees nothing of org A: its own lists are empty, A's paths are 403, A's ids 404.
-    for p in ["/v1/orgs/org_a/kpis", "/v1/orgs/org_a/alerts", "/v1/orgs/org_a/alert-rules", "/v1/orgs/org_a/inbox", buckets.as_str()] {
+    for p in [
+        "/v1/orgs/org_a/kpis",
+        "/v1/orgs/org_a/alerts",
+        "/v1/orgs/org_a/alert-rules",
+        "/v1/orgs/org_a/inbox",
+        buckets.as_str(),
+    ] {
         assert_eq!(get_as(&app, &admin_b, p).await.0, 403, "{p}");
     }
-    for p in ["/v1/orgs/org_b/kpis", "/v1/orgs/org_b/alerts", "/v1/orgs/org_b/alert-rules", "/v1/orgs/org_b/inbox"] {
+    for p in [
+        "/v1/orgs/org_b/kpis",
+        "/v1/orgs/org_b/alerts",
+        "/v1/orgs/org_b/alert-rules",
+        "/v1/orgs/org_b/inbox",
+    ] {
         let (s, v) = get_as(&app, &admin_b, p).await;
         assert_eq!(s, 200, "{p}");
         assert_eq!(v["data"].as_array().unwrap().len(), 0, "{p}: {v}");
@@ -264,43 +310,72 @@ async fn roles_and_tenancy_for_snapshots_rules_alerts_and_inbox() {
     let (s, v) = get_as(&app, &admin_b, &buckets.replace("org_a", "org_b")).await;
     assert_eq!((s, v["data"].as_array().unwrap().len()), (200, 0));
     let r = app
-        .req(Method::GET, &format!("/v1/orgs/org_b/alert-rules/{rid}"), &admin_b)
+        .req(
+            Method::GET,
+            &format!("/v1/orgs/org_b/alert-rules/{rid}"),
+            &admin_b,
+        )
         .send()
         .await
         .unwrap();
     assert_problem(r, 404, "not_found").await;
     let r = app
-        .req(Method::PATCH, &format!("/v1/orgs/org_b/alert-rules/{rid}"), &admin_b)
+        .req(
+            Method::PATCH,
+            &format!("/v1/orgs/org_b/alert-rules/{rid}"),
+            &admin_b,
+        )
         .json(&json!({"threshold": 1}))
         .send()
         .await
         .unwrap();
     assert_problem(r, 404, "not_found").await;
     let r = app
-        .req(Method::DELETE, &format!("/v1/orgs/org_b/alert-rules/{rid}"), &admin_b)
+        .req(
+            Method::DELETE,
+            &format!("/v1/orgs/org_b/alert-rules/{rid}"),
+            &admin_b,
+        )
         .send()
         .await
         .unwrap();
     assert_problem(r, 404, "not_found").await;
     // Org B's snapshots of the same KPI never touch org A's rule.
-    let rep = snaps(&app, &admin_b, "org_b", &json!({"kpi": "dock.wait", "value": 99, "observed_at": at(T0)})).await;
+    let rep = snaps(
+        &app,
+        &admin_b,
+        "org_b",
+        &json!({"kpi": "dock.wait", "value": 99, "observed_at": at(T0)}),
+    )
+    .await;
     assert_eq!(rep["alert_transitions"], 0);
     let (_, inbox) = get_as(&app, &admin_a, "/v1/orgs/org_a/inbox").await;
     assert_eq!(inbox["data"].as_array().unwrap().len(), 1);
     assert_eq!(inbox["data"][0]["kind"], "alert_fired");
     // Rule management: patch keeps context, delete answers 204 then 404.
     let r = app
-        .req(Method::PATCH, &format!("/v1/orgs/org_a/alert-rules/{rid}"), &admin_a)
+        .req(
+            Method::PATCH,
+            &format!("/v1/orgs/org_a/alert-rules/{rid}"),
+            &admin_a,
+        )
         .json(&json!({"threshold": 20, "clear_threshold": 15}))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
-    assert_eq!((v["threshold"].as_f64(), v["clear_threshold"].as_f64()), (Some(20.0), Some(15.0)));
+    assert_eq!(
+        (v["threshold"].as_f64(), v["clear_threshold"].as_f64()),
+        (Some(20.0), Some(15.0))
+    );
     assert_eq!(v["updated_context"]["actor_id"], "tester");
     let r = app
-        .req(Method::PATCH, &format!("/v1/orgs/org_a/alert-rules/{rid}"), &admin_a)
+        .req(
+            Method::PATCH,
+            &format!("/v1/orgs/org_a/alert-rules/{rid}"),
+            &admin_a,
+        )
         .json(&json!({"clear_threshold": 25}))
         .send()
         .await
@@ -318,10 +393,19 @@ async fn roles_and_tenancy_for_snapshots_rules_alerts_and_inbox() {
         .unwrap();
     assert_problem(r, 400, "request_context_required").await;
     let r = app
-        .req(Method::DELETE, &format!("/v1/orgs/org_a/alert-rules/{rid}"), &admin_a)
+        .req(
+            Method::DELETE,
+            &format!("/v1/orgs/org_a/alert-rules/{rid}"),
+            &admin_a,
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    assert_eq!(get_as(&app, &admin_a, &format!("/v1/orgs/org_a/alert-rules/{rid}")).await.0, 404);
+    assert_eq!(
+        get_as(&app, &admin_a, &format!("/v1/orgs/org_a/alert-rules/{rid}"))
+            .await
+            .0,
+        404
+    );
 }

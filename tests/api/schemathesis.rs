@@ -43,7 +43,10 @@ async fn openapi_document_holds_against_the_live_server() {
         .env("NO_COLOR", "1")
         // NDJSON request bodies need a serializer schemathesis does not ship.
         .env("SCHEMATHESIS_HOOKS", "schemathesis_hooks")
-        .env("PYTHONPATH", PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts"))
+        .env(
+            "PYTHONPATH",
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts"),
+        )
         .output()
         .await
         .expect("run schemathesis");

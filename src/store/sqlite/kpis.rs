@@ -4,7 +4,7 @@
 //! then one upsert per touched bucket), the KPI listing, and the evaluation of every rule of the
 //! touched KPIs, whose transitions append events and inbox items in the same transaction.
 use super::SqliteStore;
-use crate::domain::ids::{IdKind, new_id};
+use crate::domain::ids::IdKind;
 use crate::domain::kpi::{Agg, Condition, Granularity, Open, Step, step};
 use crate::domain::time::now_rfc3339;
 use crate::store::kpis::{
@@ -138,6 +138,8 @@ struct Effects {
     events: Vec<EventRow>,
     inbox: Vec<InboxRow>,
     transitions: usize,
+    /// Monotonic alert ids within one write.
+    ids: ulid::Generator,
 }
 
 fn push_history(a: &mut AlertRow, state: &str, at: &str, value: f64, bucket: i64) {
@@ -229,8 +231,12 @@ fn evaluate_series(
         };
         let s = step(state, &cond, value, streak, n, b >= last_bucket);
         last_bucket = last_bucket.max(b);
-        let fresh = || AlertRow {
-            id: new_id(IdKind::Alert),
+        let fresh = |ids: &mut ulid::Generator| AlertRow {
+            id: format!(
+                "{}{}",
+                IdKind::Alert.prefix(),
+                ids.generate().unwrap_or_else(|_| ulid::Ulid::generate())
+            ),
             org_id: org.to_string(),
             rule_id: rule.id.clone(),
             kpi: rule.kpi.clone(),
@@ -247,7 +253,7 @@ fn evaluate_series(
         let kind = match s {
             Step::Stay => continue,
             Step::Pending => {
-                let mut a = fresh();
+                let mut a = fresh(&mut out.ids);
                 push_history(&mut a, "pending", now, value, b);
                 save_alert(c, &a)?;
                 open = Some(a);
@@ -256,7 +262,7 @@ fn evaluate_series(
             Step::OpenFiring | Step::Fire => {
                 let mut a = match (s, open.take()) {
                     (Step::Fire, Some(a)) => a,
-                    _ => fresh(),
+                    _ => fresh(&mut out.ids),
                 };
                 a.fired_at = Some(now.to_string());
                 push_history(&mut a, "firing", now, value, b);
@@ -388,7 +394,15 @@ fn record(
            snapshots = snapshots + excluded.snapshots",
     )?;
     for (kpi, (unit, a, fac)) in &latest {
-        kp.execute(params![org, kpi, unit, a.last_value, a.last_at, fac, a.count])?;
+        kp.execute(params![
+            org,
+            kpi,
+            unit,
+            a.last_value,
+            a.last_at,
+            fac,
+            a.count
+        ])?;
     }
     // Evaluate every rule of the touched KPIs, in a fixed order (rule id, facility, bucket).
     let now = now_rfc3339();
@@ -396,6 +410,7 @@ fn record(
         events: Vec::new(),
         inbox: Vec::new(),
         transitions: 0,
+        ids: ulid::Generator::new(),
     };
     let mut rules_of = c.prepare_cached(&format!(
         "SELECT {RULE_COLUMNS} FROM alert_rules WHERE org_id = ?1 AND kpi = ?2 ORDER BY id"

@@ -3,8 +3,8 @@
 //! committed prefix of the log, so CDC pages never skip an event.
 mod deliveries;
 mod events;
-mod jobs;
 mod inbox;
+mod jobs;
 mod keys;
 mod kpis;
 mod migrations;
