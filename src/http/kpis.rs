@@ -4,7 +4,9 @@ use super::extract::{Auth, Path, Query, TextBody, Write, parse_json};
 use super::pagination::{self, Page};
 use super::problem::{ApiError, ApiResult};
 use crate::domain::kpi::Granularity;
-use crate::service::kpis::{BucketsOut, KpiOut, SnapshotIn, SnapshotsIn, SnapshotsOut};
+use crate::service::kpis::{
+    BucketQuery, BucketsOut, KpiOut, SnapshotIn, SnapshotsIn, SnapshotsOut,
+};
 use axum::extract::State;
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
@@ -28,11 +30,7 @@ async fn post_snapshots(
     Path(org): Path<String>,
     body: TextBody,
 ) -> ApiResult<axum::Json<SnapshotsOut>> {
-    if !body
-        .content_type
-        .as_deref()
-        .is_some_and(|c| c == "application/json")
-    {
+    if body.content_type.as_deref() != Some("application/json") {
         return Err(ApiError::UnsupportedMediaType(
             "send Content-Type: application/json".into(),
         ));
@@ -79,11 +77,13 @@ async fn buckets(
             .kpi_buckets(
                 &who,
                 &org,
-                &kpi,
-                p.granularity,
-                &p.from,
-                &p.to,
-                p.facility_id.as_deref(),
+                &BucketQuery {
+                    kpi: &kpi,
+                    granularity: p.granularity,
+                    from: &p.from,
+                    to: &p.to,
+                    facility: p.facility_id.as_deref(),
+                },
             )
             .await?,
     ))

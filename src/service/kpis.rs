@@ -15,6 +15,8 @@ use std::sync::Arc;
 
 /// Most snapshots in one request.
 pub const MAX_SNAPSHOTS: usize = 1000;
+/// Largest snapshot magnitude (sums of a bucket stay finite).
+pub const MAX_VALUE: f64 = 1e15;
 /// Most buckets one query may span.
 pub const MAX_BUCKETS: i64 = 20_000;
 
@@ -25,6 +27,8 @@ pub struct SnapshotIn {
     /// Lower-case dot-separated name, e.g. `orders.fill_rate`.
     #[schema(pattern = r"^[a-z0-9_]+(\.[a-z0-9_]+)*$", max_length = 128)]
     pub kpi: String,
+    /// At most 1e15 in magnitude, so sums stay finite.
+    #[schema(minimum = -1e15, maximum = 1e15)]
     pub value: f64,
     /// RFC 3339.
     #[schema(format = DateTime)]
@@ -82,6 +86,16 @@ pub struct KpiOut {
     pub snapshots: i64,
 }
 
+/// A bucket query: `from <= bucket_start < to`; `facility` None = org-wide.
+#[derive(Debug, Clone, Copy)]
+pub struct BucketQuery<'a> {
+    pub kpi: &'a str,
+    pub granularity: Granularity,
+    pub from: &'a str,
+    pub to: &'a str,
+    pub facility: Option<&'a str>,
+}
+
 /// Checks a KPI name: dot-separated `[a-z0-9_]` segments, at most 128 characters.
 pub fn check_kpi(s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
@@ -118,8 +132,11 @@ fn parse_snapshot(
     if let Err(m) = check_kpi(&s.kpi) {
         errors.push(FieldError::new(f("kpi"), m));
     }
-    if !s.value.is_finite() {
-        errors.push(FieldError::new(f("value"), "must be a finite number"));
+    if !(s.value.is_finite() && s.value.abs() <= MAX_VALUE) {
+        errors.push(FieldError::new(
+            f("value"),
+            "must be a finite number of magnitude at most 1e15",
+        ));
     }
     let at = match parse_rfc3339(&s.observed_at) {
         Ok(i) => i.unix_nanos,
@@ -218,13 +235,16 @@ impl Services {
         &self,
         who: &Principal,
         org: &str,
-        kpi: &str,
-        granularity: Granularity,
-        from: &str,
-        to: &str,
-        facility: Option<&str>,
+        q: &BucketQuery<'_>,
     ) -> Result<BucketsOut, ServiceError> {
         who.can_read_org(org)?;
+        let BucketQuery {
+            kpi,
+            granularity,
+            from,
+            to,
+            facility,
+        } = *q;
         let mut errors = Vec::new();
         if let Err(m) = check_kpi(kpi) {
             errors.push(FieldError::new("kpi", m));
