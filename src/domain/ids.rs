@@ -9,6 +9,8 @@ pub enum IdKind {
     Webhook,
     Delivery,
     Inbox,
+    Alert,
+    Rule,
 }
 
 impl IdKind {
@@ -20,6 +22,8 @@ impl IdKind {
             IdKind::Webhook => "whk_",
             IdKind::Delivery => "dlv_",
             IdKind::Inbox => "inb_",
+            IdKind::Alert => "alr_",
+            IdKind::Rule => "rul_",
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod cursor;
 pub mod envelope;
 pub mod filter;
 pub mod ids;
+pub mod kpi;
 pub mod names;
 pub mod sealing;
 pub mod signature;

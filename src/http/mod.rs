@@ -1,6 +1,7 @@
 //! The HTTP API: one module per resource, each with its `router()`, assembled here with the
 //! cross-cutting layers (request id, metrics, panic guard, fallbacks).
 pub mod admin;
+pub mod alerts;
 pub mod catalog;
 pub mod cdc;
 pub mod deliveries;
@@ -9,6 +10,7 @@ pub mod exports;
 pub mod extract;
 pub mod imports;
 pub mod inbox;
+pub mod kpis;
 pub mod openapi;
 pub mod ops;
 pub mod pagination;
@@ -55,6 +57,8 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks::router())
         .merge(deliveries::router())
         .merge(inbox::router())
+        .merge(kpis::router())
+        .merge(alerts::router())
         .split_for_parts();
     let doc = Arc::new(openapi::finish(doc));
     api.route(

@@ -14,7 +14,8 @@ use utoipa::{Modify, OpenApi as _};
     components(schemas(Problem)),
     tags((name = "events", description = "Event ingestion"), (name = "cdc", description = "Change feed"),
          (name = "keys", description = "API keys"), (name = "catalog", description = "Event catalog, lifecycles, specimens, contracts"), (name = "ops", description = "Health and metrics"),
-         (name = "webhooks", description = "Webhook subscriptions, deliveries, replay"), (name = "inbox", description = "Operator inbox"))
+         (name = "webhooks", description = "Webhook subscriptions, deliveries, replay"), (name = "inbox", description = "Operator inbox"),
+         (name = "kpis", description = "KPI snapshots and buckets"), (name = "alerts", description = "Alert rules and alert instances"))
 )]
 struct Base;
 

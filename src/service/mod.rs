@@ -1,5 +1,6 @@
 //! Use cases, called by the HTTP layer and the CLI. Knows the domain and the store traits,
 //! nothing of HTTP or SQL.
+pub mod alerts;
 pub mod cdc;
 pub mod dispatch;
 pub mod exports;
@@ -8,6 +9,7 @@ pub mod inbox;
 pub mod ingest;
 pub mod jobs;
 pub mod keys;
+pub mod kpis;
 pub mod validator;
 pub mod webhooks;
 

@@ -4,6 +4,7 @@
 //! Invariant: every query that reads an org's data is scoped by `org_id`.
 pub mod files;
 pub mod jobs;
+pub mod kpis;
 pub mod sqlite;
 pub mod webhooks;
 
@@ -13,6 +14,8 @@ pub use webhooks::{
 };
 
 pub use jobs::{JobErrorRow, JobRow, Jobs};
+
+pub use kpis::{Alerts, Kpis};
 
 use crate::domain::filter::EventFilter;
 use async_trait::async_trait;
@@ -142,8 +145,14 @@ pub trait Meta: Send + Sync {
 }
 
 /// Everything a backend provides.
-pub trait Store: EventLog + ApiKeys + Meta + Jobs + Webhooks + Deliveries + Inbox {}
-impl<T: EventLog + ApiKeys + Meta + Jobs + Webhooks + Deliveries + Inbox> Store for T {}
+pub trait Store:
+    EventLog + ApiKeys + Meta + Jobs + Webhooks + Deliveries + Inbox + Kpis + Alerts
+{
+}
+impl<T: EventLog + ApiKeys + Meta + Jobs + Webhooks + Deliveries + Inbox + Kpis + Alerts> Store
+    for T
+{
+}
 
 /// The store as the rest of the program holds it.
 pub type DynStore = Arc<dyn Store>;

@@ -1,6 +1,7 @@
 //! API tests: one binary, each test with its own server on port 0 and its own store.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod alerts;
 mod auth_matrix;
 mod bad_input;
 mod catalog;
@@ -19,6 +20,7 @@ mod imports;
 mod job_helpers;
 mod jobs_crash;
 mod keys;
+mod kpis;
 mod ops;
 #[allow(dead_code)]
 mod receiver;

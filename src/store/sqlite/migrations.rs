@@ -6,6 +6,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (100, include_str!("migrations/0100_jobs.sql")),
     (200, include_str!("migrations/0200_webhooks.sql")),
+    (300, include_str!("migrations/0300_kpis.sql")),
 ];
 
 /// Applies every migration not yet applied, each in its own transaction.

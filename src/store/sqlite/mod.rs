@@ -6,6 +6,7 @@ mod events;
 mod inbox;
 mod jobs;
 mod keys;
+mod kpis;
 mod migrations;
 mod webhooks;
 mod writer;
