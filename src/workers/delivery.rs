@@ -25,6 +25,34 @@ struct Target {
     key: Vec<u8>,
 }
 
+/// One in-flight slot of a webhook; released once, at the latest when dropped.
+struct Slot {
+    in_flight: Arc<Mutex<HashMap<String, u32>>>,
+    freed: Arc<Notify>,
+    webhook_id: String,
+    held: bool,
+}
+
+impl Slot {
+    fn release(&mut self) {
+        if !std::mem::replace(&mut self.held, false) {
+            return;
+        }
+        if let Ok(mut m) = self.in_flight.lock()
+            && let Some(v) = m.get_mut(&self.webhook_id)
+        {
+            *v = v.saturating_sub(1);
+        }
+        self.freed.notify_one();
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 /// The delivery worker.
 #[derive(Clone)]
 pub struct DeliveryWorker {
@@ -101,17 +129,17 @@ impl DeliveryWorker {
                 *m.entry(c.webhook_id.clone()).or_insert(0) += 1;
             }
             let this = self.clone();
+            let mut slot = Slot {
+                in_flight: self.in_flight.clone(),
+                freed: self.freed.clone(),
+                webhook_id: c.webhook_id.clone(),
+                held: true,
+            };
             set.spawn(async move {
-                let wid = c.webhook_id.clone();
-                if let Err(e) = this.attempt(&t, c).await {
+                if let Err(e) = this.attempt(&t, c, &mut slot).await {
                     tracing::warn!(error = %e, "recording a delivery attempt failed; the lease will expire and it is retried");
                 }
-                if let Ok(mut m) = this.in_flight.lock()
-                    && let Some(v) = m.get_mut(&wid)
-                {
-                    *v = v.saturating_sub(1);
-                }
-                this.freed.notify_one();
+                slot.release();
             });
         }
         Ok(n)
@@ -138,7 +166,7 @@ impl DeliveryWorker {
         }
     }
 
-    async fn attempt(&self, t: &Target, c: Claimed) -> StoreResult<()> {
+    async fn attempt(&self, t: &Target, c: Claimed, slot: &mut Slot) -> StoreResult<()> {
         let started = chrono::Utc::now();
         let started_ms = started.timestamp_millis();
         let res = match &c.body {
@@ -166,6 +194,12 @@ impl DeliveryWorker {
         };
         let duration_ms = res.duration.as_millis() as u64;
         let success = res.success();
+        if success && t.row.mode != "ordered" {
+            // The request is done: its slot may serve the next delivery while this result is
+            // recorded. The lease still fences this delivery until then; failures (and ordered
+            // mode) keep the slot until recorded, so a failing endpoint never exceeds its limit.
+            slot.release();
+        }
         let outcome = if success {
             AttemptOutcome::Success
         } else {
