@@ -1,12 +1,12 @@
 //! `/v1/admin/keys`.
 use super::AppState;
 use super::extract::{Auth, Json, Manage, Path, Query};
+use super::pagination::ListParams;
 use super::pagination::{self, Page};
 use super::problem::ApiResult;
 use crate::service::keys::{KeyIn, KeyOut};
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -14,16 +14,6 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_key, list_keys))
         .routes(routes!(revoke_key))
-}
-
-/// List parameters.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListParams {
-    #[param(minimum = 1, maximum = 1000)]
-    limit: Option<i64>,
-    cursor: Option<String>,
 }
 
 /// Create an API key (admin). The `key` is returned in this response only.

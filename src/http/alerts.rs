@@ -1,6 +1,7 @@
 //! `/v1/orgs/{org_id}/alert-rules` and `/v1/orgs/{org_id}/alerts` (SPEC §9).
 use super::AppState;
 use super::extract::{Auth, Json, Manage, Path, Query};
+use super::pagination::ListParams;
 use super::pagination::{self, Page};
 use super::problem::ApiResult;
 use crate::service::alerts::{AlertOut, AlertState, RuleIn, RuleOut, RulePatch};
@@ -15,16 +16,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_rule, list_rules))
         .routes(routes!(get_rule, patch_rule, delete_rule))
         .routes(routes!(list_alerts))
-}
-
-/// List parameters.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListParams {
-    #[param(minimum = 1, maximum = 1000)]
-    limit: Option<i64>,
-    cursor: Option<String>,
 }
 
 /// Create an alert rule.

@@ -1,6 +1,7 @@
 //! The catalog endpoints (SPEC §5). Any authenticated key may read them.
 use super::AppState;
 use super::extract::{Auth, Path, Query};
+use super::pagination::ListParams;
 use super::pagination::{self, Page};
 use super::problem::{ApiError, ApiResult};
 use crate::catalog::{EventTypeEntry, ExportContract, Lifecycle, Scorecard, Status};
@@ -34,16 +35,6 @@ pub struct TypeParams {
     service: Option<String>,
     /// Only types with this status.
     status: Option<Status>,
-    #[param(minimum = 1, maximum = 1000)]
-    limit: Option<i64>,
-    cursor: Option<String>,
-}
-
-/// Plain list parameters.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListParams {
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     cursor: Option<String>,

@@ -2,6 +2,7 @@
 //! protocol (202 + `Content-Location`; `Retry-After` + `X-Progress` while running).
 use super::AppState;
 use super::extract::{Auth, Json, Manage, Path, Query};
+use super::pagination::ListParams;
 use super::pagination::{self, Page};
 use super::problem::{ApiError, ApiResult};
 use crate::service::ServiceError;
@@ -12,7 +13,6 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -21,18 +21,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_export, list_exports))
         .routes(routes!(get_export, delete_export))
         .routes(routes!(download))
-}
-
-/// List parameters.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListParams {
-    /// Page size, 1..=1000 (default 100).
-    #[param(minimum = 1, maximum = 1000)]
-    pub limit: Option<i64>,
-    /// From the previous page's `next_cursor`.
-    pub cursor: Option<String>,
 }
 
 /// Reads an optional `Idempotency-Key` header.

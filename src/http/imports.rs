@@ -1,8 +1,9 @@
 //! `/v1/orgs/{org_id}/imports` (SPEC §8): open a job, stream NDJSON parts into it, commit,
 //! and read the line-numbered error report.
 use super::AppState;
-use super::exports::{ListParams, list_jobs};
+use super::exports::list_jobs;
 use super::extract::{Json, Manage, Path, Query};
+use super::pagination::ListParams;
 use super::pagination::Page;
 use super::problem::{ApiError, ApiResult};
 use crate::service::ServiceError;

@@ -1,6 +1,7 @@
 //! `/v1/orgs/{org_id}/kpis`: snapshots, buckets and the KPI listing (SPEC §9).
 use super::AppState;
 use super::extract::{Auth, Path, Query, TextBody, Write, parse_json};
+use super::pagination::ListParams;
 use super::pagination::{self, Page};
 use super::problem::{ApiError, ApiResult};
 use crate::domain::kpi::Granularity;
@@ -87,16 +88,6 @@ async fn buckets(
             )
             .await?,
     ))
-}
-
-/// List parameters.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListParams {
-    #[param(minimum = 1, maximum = 1000)]
-    limit: Option<i64>,
-    cursor: Option<String>,
 }
 
 /// Known KPIs with their latest values, by name.

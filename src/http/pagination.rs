@@ -1,6 +1,6 @@
 //! Shared pagination rules (SPEC §2): `limit` default 100, 1..=1000; `{data, next_cursor, has_more}`.
 use super::problem::ApiError;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Default page size.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -26,4 +26,16 @@ pub struct Page<T: utoipa::ToSchema> {
     /// Pass as `cursor` to get the next page; null when there is none.
     pub next_cursor: Option<String>,
     pub has_more: bool,
+}
+
+/// The query parameters of a plain list: `limit` and `cursor` (unknown parameters are refused).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Page size, 1..=1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+    /// From the previous page's `next_cursor`.
+    pub cursor: Option<String>,
 }

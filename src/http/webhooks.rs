@@ -1,6 +1,7 @@
 //! `/v1/orgs/{org_id}/webhooks`: subscriptions (SPEC §6). Deliveries live in [`super::deliveries`].
 use super::AppState;
 use super::extract::{Auth, Json, Manage, Path, Query, TextBody, build_context, parse_json};
+use super::pagination::ListParams;
 use super::pagination::{self, Page};
 use super::problem::{ApiError, ApiResult, Problem};
 use crate::domain::auth::Principal;
@@ -36,16 +37,6 @@ impl FromRequestParts<AppState> for ManageWithReason {
         let ctx = build_context(parts, &p, true, true)?;
         Ok(ManageWithReason(p, ctx))
     }
-}
-
-/// List parameters.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListParams {
-    #[param(minimum = 1, maximum = 1000)]
-    limit: Option<i64>,
-    cursor: Option<String>,
 }
 
 /// `POST …/enable` body (optional).
