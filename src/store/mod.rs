@@ -2,9 +2,11 @@
 //! every backend must pass the conformance suite in `tests/api/conformance.rs`.
 //!
 //! Invariant: every query that reads an org's data is scoped by `org_id`.
+pub(crate) mod fanout;
 pub mod files;
 pub mod jobs;
 pub mod kpis;
+pub mod postgres;
 pub mod sqlite;
 pub mod webhooks;
 
@@ -94,6 +96,9 @@ pub trait EventLog: Send + Sync {
         after: i64,
         limit: usize,
     ) -> StoreResult<Vec<StoredEvent>>;
+    /// The highest sequence among `org`'s visible events (0 when none). Every event of `org`
+    /// that becomes visible later has a larger one, so `head` bounds a gap-free snapshot.
+    async fn head(&self, org: &str) -> StoreResult<i64>;
     /// Deletes events ingested before `cutoff_ms` (Unix ms); returns how many.
     async fn purge_ingested_before(&self, cutoff_ms: i64) -> StoreResult<u64>;
     /// The highest sequence ever purged (0 when none); cursors at or below it are expired.

@@ -117,7 +117,7 @@ impl JobWorker {
             let after =
                 self.services
                     .cdc_position(&job.org_id, &filter, spec.from_cursor.as_deref())?;
-            let high = *store.commits().borrow();
+            let high = store.head(&job.org_id).await?;
             let cp = ExportCheckpoint {
                 after_seq: after,
                 until_seq: high.max(after),

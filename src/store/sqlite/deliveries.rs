@@ -1,10 +1,9 @@
 //! The delivery queue on SQLite: durable fan-out inside the append transaction, leased claims
 //! with a fencing token, batched attempt records.
 use super::SqliteStore;
-use crate::domain::filter::EventAttrs;
 use crate::domain::ids::{IdKind, new_id};
 use crate::domain::time::{format_utc, now_rfc3339};
-use crate::domain::webhook::{WebhookFilter, WebhookFilters};
+use crate::store::fanout::Subscription;
 use crate::store::{
     AttemptRecord, AttemptRow, ClaimSlot, Claimed, Deliveries, DeliveryRow, EventRow, NewDelivery,
     Recorded, StoreResult,
@@ -18,7 +17,7 @@ use std::collections::HashMap;
 /// `pending` for active webhooks, `held` for paused ones (delivered or skipped on enable).
 #[derive(Default)]
 pub(crate) struct FanOut {
-    subs: HashMap<String, Vec<(String, bool, WebhookFilter)>>,
+    subs: HashMap<String, Vec<Subscription>>,
     created_at: Option<String>,
 }
 
@@ -45,17 +44,7 @@ impl FanOut {
             let mut subs = Vec::new();
             for row in rows {
                 let (id, filters, paused) = row?;
-                // Filters were validated on write; an unreadable row matches nothing rather than
-                // failing every append of the org.
-                match serde_json::from_str::<WebhookFilters>(&filters)
-                    .ok()
-                    .and_then(|f| WebhookFilter::parse(&f).ok())
-                {
-                    Some(f) => subs.push((id, paused, f)),
-                    None => {
-                        tracing::error!(webhook_id = %id, "unreadable webhook filters; not fanning out")
-                    }
-                }
+                subs.extend(Subscription::parse(id, &filters, paused));
             }
             self.subs.insert(r.org_id.clone(), subs);
         }
@@ -65,13 +54,6 @@ impl FanOut {
         if subs.is_empty() {
             return Ok(());
         }
-        let attrs = EventAttrs {
-            service: &r.service,
-            event_type: &r.event_type,
-            channel_id: r.channel_id.as_deref(),
-            facility_id: r.facility_id.as_deref(),
-            occurred_at: r.occurred_at,
-        };
         let created_at = self
             .created_at
             .get_or_insert_with(|| {
@@ -81,13 +63,12 @@ impl FanOut {
             })
             .clone();
         let mut ins = c.prepare_cached(INSERT)?;
-        for (wid, paused, f) in subs {
-            if f.matches(&attrs) {
-                let status = if *paused { "held" } else { "pending" };
+        for s in subs {
+            if s.matches(r) {
                 ins.execute(params![
                     new_id(IdKind::Delivery),
                     r.org_id,
-                    wid,
+                    s.id,
                     r.id,
                     r.event_type,
                     seq,
@@ -95,7 +76,7 @@ impl FanOut {
                     now_ms,
                     now_ms,
                     created_at,
-                    status
+                    s.initial_status()
                 ])?;
             }
         }

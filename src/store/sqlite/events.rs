@@ -173,6 +173,17 @@ impl EventLog for SqliteStore {
         .await
     }
 
+    async fn head(&self, org: &str) -> StoreResult<i64> {
+        let org = org.to_string();
+        self.read(move |c| {
+            Ok(
+                c.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events WHERE org_id = ?1")?
+                    .query_row([org], |r| r.get(0))?,
+            )
+        })
+        .await
+    }
+
     async fn purge_ingested_before(&self, cutoff_ms: i64) -> StoreResult<u64> {
         self.writer()
             .run(move |c| {
