@@ -1,18 +1,29 @@
 #!/usr/bin/env bash
-# THE test command: installs the Python test tools (idempotent), then runs every test target.
+# THE test command: installs the test tools and starts PostgreSQL (both idempotent), then runs
+# every test target on SQLite (the conformance suite covers both backends), and the API suite a
+# second time on PostgreSQL (a fresh database per test), multi-node tests included.
 # Uses cargo-nextest when present (CI machines have it), else cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup-test-tools.sh
+IPM_TEST_PG_URL="$(bash scripts/setup-postgres.sh)"
+export IPM_TEST_PG_URL
+# Databases left by earlier runs of this suite.
+psql "$IPM_TEST_PG_URL" -qtAc "SELECT datname FROM pg_database WHERE datname LIKE 'ipm\_t\_%'" |
+    while read -r db; do psql "$IPM_TEST_PG_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true; done
 
 if cargo nextest --version >/dev/null 2>&1; then
     profile="default"
     if [[ "${CI:-}" == "true" ]]; then
         profile="ci"
     fi
-    cargo nextest run --all-targets --profile "$profile" "$@"
+    echo "== all targets, SQLite =="
+    cargo nextest run --all-targets --profile "$profile" -E 'not test(/^multinode::/)' "$@"
+    echo "== API suite, PostgreSQL =="
+    IPM_TEST_BACKEND=postgres cargo nextest run --test api --profile "$profile" "$@"
 else
     echo "cargo-nextest not found: falling back to cargo test" >&2
-    cargo test --all-targets "$@"
+    cargo test --all-targets "$@" -- --skip multinode::
+    IPM_TEST_BACKEND=postgres cargo test --test api "$@"
 fi

@@ -6,7 +6,8 @@ use crate::service::jobs::JobEnv;
 use crate::service::validator::CatalogValidator;
 use crate::service::{EventValidator, Services};
 use crate::store::DynStore;
-use crate::store::files::LocalFiles;
+use crate::store::files::{FileStore, LocalFiles};
+use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
 use crate::workers::jobs::{JobTuning, JobWorker};
 use crate::workers::retention::RetentionWorker;
@@ -60,7 +61,7 @@ impl App {
     /// Opens the store, applies migrations, loads the catalog and creates the first admin key.
     pub async fn build(config: Config) -> anyhow::Result<App> {
         init_crypto();
-        let store = open_store(&config).await?;
+        let (store, files) = open_store(&config).await?;
         let catalog = Arc::new(load_catalog(&config)?);
         let validator: Arc<dyn EventValidator> = Arc::new(CatalogValidator::new(
             catalog.clone(),
@@ -78,7 +79,7 @@ impl App {
             .filter(|s| !s.is_empty());
         let minted_admin_key = services.bootstrap_admin(preset.as_deref()).await?;
         let jobs = Arc::new(JobEnv {
-            files: Arc::new(LocalFiles::new(config.data_dir.join("files"))),
+            files,
             max_import_bytes: config.jobs.max_import_bytes,
         });
         Ok(App {
@@ -124,10 +125,20 @@ pub fn load_catalog(config: &Config) -> anyhow::Result<Catalog> {
     }
 }
 
-async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
+/// Opens the configured store and the job file store that goes with it: local files beside
+/// SQLite; the database itself on PostgreSQL, so every node reaches every job's files.
+async fn open_store(config: &Config) -> anyhow::Result<(DynStore, Arc<dyn FileStore>)> {
     match config.database_url.as_deref() {
         Some(u) if u.starts_with("postgres") => {
-            anyhow::bail!("PostgreSQL is not available in this build yet")
+            // The data dir still holds node-local files (the webhook sealing key by default).
+            std::fs::create_dir_all(&config.data_dir).with_context(|| {
+                format!("creating data dir {}", config.data_dir.display())
+            })?;
+            let store = PgStore::open(u)
+                .await
+                .context("opening the PostgreSQL store (database_url)")?;
+            let files = store.files();
+            Ok((Arc::new(store), files))
         }
         _ => {
             let path = config.sqlite_path();
@@ -138,7 +149,9 @@ async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
             let store = SqliteStore::open(&path)
                 .await
                 .with_context(|| format!("opening the SQLite store at {}", path.display()))?;
-            Ok(Arc::new(store))
+            let files: Arc<dyn FileStore> =
+                Arc::new(LocalFiles::new(config.data_dir.join("files")));
+            Ok((Arc::new(store), files))
         }
     }
 }

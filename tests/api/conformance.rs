@@ -1,6 +1,7 @@
 //! The storage conformance suite: written against the `ipm::store` traits only, run for every
-//! backend the factory knows (SQLite now; PostgreSQL joins by adding a `Kind`).
+//! backend the factory knows (SQLite, and PostgreSQL when a test server is configured).
 use ipm::domain::filter::{EventFilter, FilterInput};
+use ipm::store::postgres::PgStore;
 use ipm::store::sqlite::SqliteStore;
 use ipm::store::{AppendOutcome, DynStore, EventRow, KeyRow};
 use serde_json::{Value, json};
@@ -9,6 +10,7 @@ use tempfile::TempDir;
 
 enum Kind {
     Sqlite,
+    Postgres(String),
 }
 
 /// A backend under test: can open (and reopen) its store on the same data.
@@ -20,23 +22,33 @@ pub struct Backend {
 
 impl Backend {
     pub async fn open(&self) -> DynStore {
-        match self.kind {
+        match &self.kind {
             Kind::Sqlite => Arc::new(
                 SqliteStore::open(&self.dir.path().join("conformance.sqlite3"))
                     .await
                     .expect("open sqlite"),
             ),
+            Kind::Postgres(url) => Arc::new(PgStore::open(url).await.expect("open postgres")),
         }
     }
 }
 
-/// Every backend, each on fresh, empty storage.
+/// Every backend, each on fresh, empty storage. PostgreSQL joins whenever the test server is
+/// configured (`IPM_TEST_PG_URL`, which `scripts/test.sh` always sets).
 async fn backends() -> Vec<Backend> {
-    vec![Backend {
+    let mut out = vec![Backend {
         name: "sqlite",
         kind: Kind::Sqlite,
         dir: tempfile::tempdir().unwrap(),
-    }]
+    }];
+    if std::env::var("IPM_TEST_PG_URL").is_ok() || crate::helpers::on_postgres() {
+        out.push(Backend {
+            name: "postgres",
+            kind: Kind::Postgres(crate::helpers::fresh_database()),
+            dir: tempfile::tempdir().unwrap(),
+        });
+    }
+    out
 }
 
 /// Every backend's store, opened; keep the `Backend` alive while the store is used.

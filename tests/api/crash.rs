@@ -30,6 +30,7 @@ impl Server {
             // The tests publish generic event types that the embedded catalog does not define.
             .env("IPM_CATALOG__UNKNOWN_TYPES", "accept")
             .env_remove("IPM_ADMIN_KEY")
+            .envs(crate::helpers::backend_env(data_dir))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)

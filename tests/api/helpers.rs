@@ -46,16 +46,24 @@ impl TestApp {
             ..Config::default()
         };
         config.catalog.unknown_types = ipm::config::UnknownTypes::Accept;
+        config.database_url = database_url_for(dir.path());
         tweak(&mut config);
         Self::start(config, dir).await
     }
 
     /// Starts a server on `config` (reusing `dir` as the data dir owner).
     pub async fn start(config: Config, dir: TempDir) -> TestApp {
+        Self::start_node(config, dir, None).await
+    }
+
+    /// Starts a server on `config`; `admin_key` is the key of a store that already has one
+    /// (another node of the same database), else a fresh store must mint it.
+    pub async fn start_node(config: Config, dir: TempDir, admin_key: Option<String>) -> TestApp {
         let app = App::build(config.clone()).await.expect("build app");
         let admin_key = app
             .minted_admin_key
             .clone()
+            .or(admin_key)
             .expect("a fresh store mints an admin key");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -240,4 +248,61 @@ pub fn events(org: &str, prefix: &str, n: usize) -> Value {
             .map(|i| event(org, &format!("{prefix}-{i}"), "orders.order.created"))
             .collect(),
     )
+}
+
+/// Whether the suite runs on PostgreSQL (`IPM_TEST_BACKEND=postgres`, set by `scripts/test.sh`
+/// for its second pass); SQLite otherwise.
+pub fn on_postgres() -> bool {
+    std::env::var("IPM_TEST_BACKEND").is_ok_and(|v| v == "postgres")
+}
+
+/// The test PostgreSQL server's admin URL (`scripts/setup-postgres.sh` starts the server).
+pub fn pg_admin_url() -> String {
+    std::env::var("IPM_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://ipm:ipm@127.0.0.1:5432/postgres".into())
+}
+
+/// A new, empty database on the test server; returns its URL.
+pub fn fresh_database() -> String {
+    let admin = pg_admin_url();
+    let name = format!("ipm_t_{}", ulid::Ulid::generate().to_string().to_lowercase());
+    let out = std::process::Command::new("psql")
+        .arg(&admin)
+        .args(["-v", "ON_ERROR_STOP=1", "-qc"])
+        .arg(format!(
+            "CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8'"
+        ))
+        .output()
+        .expect("run psql (is PostgreSQL set up? see scripts/setup-postgres.sh)");
+    assert!(
+        out.status.success(),
+        "creating a test database failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut url = url::Url::parse(&admin).expect("IPM_TEST_PG_URL is a URL");
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+/// The `database_url` of servers on `data_dir`: None on SQLite (the file in the data dir); on
+/// PostgreSQL a database made for this data dir on first use and remembered in it, so a restart
+/// on the same dir (crash tests) finds the same data.
+pub fn database_url_for(data_dir: &std::path::Path) -> Option<String> {
+    if !on_postgres() {
+        return None;
+    }
+    let marker = data_dir.join("test-database-url");
+    if let Ok(url) = std::fs::read_to_string(&marker) {
+        return Some(url.trim().to_string());
+    }
+    let url = fresh_database();
+    std::fs::write(&marker, &url).expect("remember the test database");
+    Some(url)
+}
+
+/// Environment for an `ipm serve` child on `data_dir` (the backend's database URL, if any).
+pub fn backend_env(data_dir: &std::path::Path) -> Vec<(String, String)> {
+    database_url_for(data_dir)
+        .map(|u| vec![("IPM_DATABASE_URL".to_string(), u)])
+        .unwrap_or_default()
 }

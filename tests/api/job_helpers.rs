@@ -42,6 +42,7 @@ impl JobApp {
         };
         config.catalog.unknown_types = ipm::config::UnknownTypes::Accept;
         config.jobs.worker = false;
+        config.database_url = crate::helpers::database_url_for(dir.path());
         tweak(&mut config);
         let app = App::build(config).await.unwrap();
         let admin_key = app.minted_admin_key.clone().unwrap();
@@ -234,6 +235,7 @@ impl RealServer {
             .arg(dir)
             .env("IPM_CATALOG__UNKNOWN_TYPES", "accept")
             .env_remove("IPM_ADMIN_KEY")
+            .envs(crate::helpers::backend_env(dir))
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null());
         for (k, v) in env {

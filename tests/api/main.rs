@@ -21,6 +21,7 @@ mod job_helpers;
 mod jobs_crash;
 mod keys;
 mod kpis;
+mod multinode;
 mod ops;
 #[allow(dead_code)]
 mod receiver;

@@ -48,6 +48,28 @@ struct Inner {
     fail_every: Option<usize>,
     seen: usize,
     captured: Vec<Captured>,
+    /// Every request waits this long before answering (makes overlapping attempts observable).
+    delay: Option<Duration>,
+    /// `webhook-id`s being handled right now, per path.
+    in_flight: std::collections::HashSet<(String, String)>,
+    /// Requests that arrived while the same delivery (path + `webhook-id`) was being handled.
+    overlaps: usize,
+}
+
+/// Removes a request from the in-flight set when it ends (answered, or the client went away).
+struct InFlight {
+    inner: Arc<Mutex<Inner>>,
+    key: Option<(String, String)>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(k) = self.key.take()
+            && let Ok(mut g) = self.inner.lock()
+        {
+            g.in_flight.remove(&k);
+        }
+    }
 }
 
 /// A running receiver.
@@ -59,11 +81,24 @@ pub struct Receiver {
 
 async fn handle(
     State(inner): State<Arc<Mutex<Inner>>>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let reply = {
+    let mut guard = InFlight {
+        inner: inner.clone(),
+        key: None,
+    };
+    let (reply, delay) = {
         let mut g = inner.lock().unwrap();
+        if let Some(id) = headers.get("webhook-id").and_then(|v| v.to_str().ok()) {
+            let key = (uri.path().to_string(), id.to_string());
+            if g.in_flight.insert(key.clone()) {
+                guard.key = Some(key);
+            } else {
+                g.overlaps += 1;
+            }
+        }
         g.seen += 1;
         let seen = g.seen;
         let mut reply = g.script.pop_front().or(g.default).unwrap_or(Reply::Ok);
@@ -80,8 +115,12 @@ async fn handle(
             body: String::from_utf8_lossy(&body).into_owned(),
             at: Instant::now(),
         });
-        reply
+        (reply, g.delay)
     };
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
+    drop(guard);
     match reply {
         Reply::Ok => (StatusCode::OK, "ok").into_response(),
         Reply::Status(s) => {
@@ -138,6 +177,16 @@ impl Receiver {
     /// Answer 500 to every `n`-th request.
     pub fn fail_every(&self, n: usize) {
         self.inner.lock().unwrap().fail_every = Some(n);
+    }
+
+    /// Every request waits `d` before it is answered.
+    pub fn set_delay(&self, d: Duration) {
+        self.inner.lock().unwrap().delay = Some(d);
+    }
+
+    /// How many requests arrived while the same delivery was still being handled.
+    pub fn overlaps(&self) -> usize {
+        self.inner.lock().unwrap().overlaps
     }
 
     pub fn captured(&self) -> Vec<Captured> {

@@ -27,6 +27,7 @@ async fn start_bin(dir: &std::path::Path, log: Arc<Mutex<String>>) -> Bin {
         .env("IPM_WEBHOOKS__ALLOW_PRIVATE_TARGETS", "[\"127.0.0.0/8\"]")
         .env("IPM_WEBHOOKS__RETRY_SCHEDULE_SECS", "[1, 1, 1, 1, 1, 1]")
         .env_remove("IPM_ADMIN_KEY")
+        .envs(crate::helpers::backend_env(dir))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)

@@ -1,0 +1,311 @@
+//! Several nodes on one PostgreSQL database (issue 3; run by the PostgreSQL pass of
+//! `scripts/test.sh`): gap-free CDC under concurrent writers on two nodes, delivery failover
+//! after `kill -9` of one of three nodes, and an export started on one node downloaded from
+//! another.
+use crate::helpers::{TestApp, event, on_postgres};
+use crate::receiver::{Receiver, Reply};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// One key sealing webhook secrets on every node (nodes must share it; see README).
+const SEAL_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+fn require_postgres() -> String {
+    assert!(
+        on_postgres(),
+        "multi-node tests need IPM_TEST_BACKEND=postgres (scripts/test.sh runs them)"
+    );
+    crate::helpers::fresh_database()
+}
+
+/// `n` in-process nodes on the database `url`; the first mints the admin key.
+async fn nodes(url: &str, n: usize) -> Vec<TestApp> {
+    let mut out: Vec<TestApp> = Vec::new();
+    for _ in 0..n {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ipm::config::Config {
+            data_dir: dir.path().to_path_buf(),
+            listen: "127.0.0.1:0".into(),
+            database_url: Some(url.to_string()),
+            ..ipm::config::Config::default()
+        };
+        config.catalog.unknown_types = ipm::config::UnknownTypes::Accept;
+        config.webhooks.encryption_key = Some(SEAL_KEY.into());
+        config.webhooks.allow_private_targets = vec!["127.0.0.0/8".into()];
+        let admin = out.first().map(|a| a.admin_key.clone());
+        out.push(TestApp::start_node(config, dir, admin).await);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_publishers_on_two_nodes_and_a_reader_on_a_third_see_every_event_once() {
+    let url = require_postgres();
+    let nodes = Arc::new(nodes(&url, 3).await);
+    const PUBLISHERS: usize = 8;
+    const PER: usize = 6_250; // 8 × 6,250 = 50,000
+    const BATCH: usize = 25; // small batches: many concurrent transactions
+    let mut tasks = Vec::new();
+    for p in 0..PUBLISHERS {
+        let nodes = nodes.clone();
+        tasks.push(tokio::spawn(async move {
+            let node = &nodes[p % 2];
+            for b in 0..PER / BATCH {
+                let batch: Vec<Value> = (0..BATCH)
+                    .map(|i| {
+                        event(
+                            "org_gap",
+                            &format!("p{p}-{}", b * BATCH + i),
+                            "orders.order.created",
+                        )
+                    })
+                    .collect();
+                let v = node.publish(&Value::Array(batch)).await;
+                assert_eq!(v["accepted"], BATCH, "{v}");
+            }
+        }));
+    }
+    // The reader polls node 3 as fast as it can while the publishers run.
+    let reader = &nodes[2];
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut last_seq = 0i64;
+    let mut cursor: Option<String> = None;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while seen.len() < PUBLISHERS * PER {
+        assert!(
+            Instant::now() < deadline,
+            "reader saw {} of {} events",
+            seen.len(),
+            PUBLISHERS * PER
+        );
+        let q = match &cursor {
+            Some(c) => format!("limit=1000&cursor={c}"),
+            None => "limit=1000".into(),
+        };
+        let r = reader.cdc("org_gap", &q).await;
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        for e in v["data"].as_array().unwrap() {
+            let seq = e["sequence"].as_i64().unwrap();
+            assert!(seq > last_seq, "sequence went from {last_seq} to {seq}");
+            last_seq = seq;
+            *seen
+                .entry(e["event_id"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+        cursor = v["next_cursor"].as_str().map(str::to_string);
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(seen.len(), PUBLISHERS * PER);
+    assert!(seen.values().all(|n| *n == 1), "an event was seen twice");
+    // Nothing after the last page either.
+    let r = reader
+        .cdc("org_gap", &format!("limit=10&cursor={}", cursor.unwrap()))
+        .await;
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["data"].as_array().unwrap().len(), 0);
+}
+
+/// A real `ipm serve` process on the shared database.
+struct Node {
+    child: Child,
+    base: String,
+    minted: Option<String>,
+}
+
+async fn start_node(url: &str) -> Node {
+    ipm::app::init_crypto();
+    let dir = tempfile::tempdir().unwrap().keep();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ipm"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir)
+        .env("IPM_LOG", "warn")
+        .env("IPM_DATABASE_URL", url)
+        .env("IPM_CATALOG__UNKNOWN_TYPES", "accept")
+        .env("IPM_WEBHOOKS__ENCRYPTION_KEY", SEAL_KEY)
+        .env("IPM_WEBHOOKS__ALLOW_PRIVATE_TARGETS", "[\"127.0.0.0/8\"]")
+        .env("IPM_WEBHOOKS__RETRY_SCHEDULE_SECS", "[1, 1, 1, 1, 1, 1]")
+        // A short attempt timeout keeps the lease (timeout + 30 s) of the killed node short.
+        .env("IPM_WEBHOOKS__ATTEMPT_TIMEOUT_SECS", "2")
+        .env_remove("IPM_ADMIN_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn ipm serve");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut minted = None;
+    let base = loop {
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("ipm serve exited");
+        if line.starts_with("ipm_") {
+            minted = Some(line.trim().to_string());
+        } else if let Some(a) = line.strip_prefix("listening on ") {
+            break a.trim().to_string();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Node {
+        child,
+        base,
+        minted,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failover_after_kill_9_of_one_of_three_nodes_delivers_every_pair_without_overlap() {
+    let url = require_postgres();
+    let mut nodes = vec![start_node(&url).await];
+    let key = nodes[0].minted.clone().unwrap();
+    nodes.push(start_node(&url).await);
+    nodes.push(start_node(&url).await);
+    let client = reqwest::Client::new();
+    let rxs = [
+        Receiver::start(Reply::Ok).await,
+        Receiver::start(Reply::Ok).await,
+        Receiver::start(Reply::Ok).await,
+    ];
+    for rx in &rxs {
+        // Slow enough that two nodes attempting one delivery at once would be seen.
+        rx.set_delay(Duration::from_millis(5));
+        let r = client
+            .post(format!("{}/v1/orgs/org_f/webhooks", nodes[0].base))
+            .bearer_auth(&key)
+            .header("x-request-id", "f")
+            .header("x-actor-id", "t")
+            .json(&json!({"url": rx.url(), "delivery": {"max_in_flight": 16}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let mut accepted: HashSet<String> = HashSet::new();
+    let mut killed = false;
+    for b in 0..10 {
+        let batch: Vec<Value> = (0..500)
+            .map(|i| event("org_f", &format!("f{b}-{i}"), "orders.order.created"))
+            .collect();
+        let node = &nodes[b % nodes.len()];
+        let r = client
+            .post(format!("{}/v1/events", node.base))
+            .bearer_auth(&key)
+            .header("x-request-id", "f")
+            .json(&batch)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        for res in v["results"].as_array().unwrap() {
+            accepted.insert(res["id"].as_str().unwrap().to_string());
+        }
+        if !killed && b >= 4 {
+            // Mid-storm: SIGKILL one node while it has attempts in flight.
+            let n = rxs.iter().map(Receiver::count).sum::<usize>();
+            assert!(n > 0, "nothing delivered yet");
+            nodes[1].child.kill().await.unwrap();
+            nodes.remove(1);
+            killed = true;
+        }
+    }
+    assert_eq!(accepted.len(), 5_000);
+    // The killed node's leases expire (attempt timeout + 30 s); the survivors take them over.
+    let deadline = Instant::now() + Duration::from_secs(150);
+    for (i, rx) in rxs.iter().enumerate() {
+        loop {
+            let got: HashSet<String> = rx
+                .captured()
+                .iter()
+                .map(|c| c.header("webhook-id").unwrap().to_string())
+                .collect();
+            if accepted.is_subset(&got) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "webhook {i}: {} of 5000 events delivered",
+                accepted.intersection(&got).count()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        assert_eq!(
+            rx.overlaps(),
+            0,
+            "webhook {i}: a delivery was attempted by two nodes at once"
+        );
+    }
+    for mut n in nodes {
+        n.child.kill().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_export_started_on_one_node_downloads_from_another() {
+    let url = require_postgres();
+    let nodes = nodes(&url, 2).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let batch: Vec<Value> = (0..2_500)
+        .map(|i| event("org_x", &format!("x{i}"), "orders.order.created"))
+        .collect();
+    a.publish(&Value::Array(batch)).await;
+    let r = a
+        .req(Method::POST, "/v1/orgs/org_x/exports", &a.admin_key)
+        .json(&json!({"filters": {}, "max_events_per_file": 1000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let job: Value = r.json().await.unwrap();
+    let path = format!("/v1/orgs/org_x/exports/{}", job["id"].as_str().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let job = loop {
+        let r = b
+            .req(Method::GET, &path, &b.admin_key)
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            break r.json::<Value>().await.unwrap();
+        }
+        assert!(Instant::now() < deadline, "the export did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let files = job["files"].as_array().unwrap();
+    assert_eq!(files.len(), 3);
+    let mut lines = Vec::new();
+    for f in files {
+        let r = b
+            .req(Method::GET, f["url"].as_str().unwrap(), &b.admin_key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let body = r.bytes().await.unwrap();
+        assert_eq!(f["bytes"].as_u64().unwrap(), body.len() as u64);
+        assert_eq!(
+            f["sha256"].as_str().unwrap(),
+            crate::job_helpers::sha256_hex(&body)
+        );
+        lines.extend(
+            String::from_utf8(body.to_vec())
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap()),
+        );
+    }
+    let feed = b.cdc_all("org_x", "").await;
+    assert_eq!(lines.len(), 2_500);
+    assert_eq!(lines, feed, "the export differs from the CDC feed");
+}
