@@ -35,7 +35,10 @@ async fn fresh_db() -> String {
         .await
         .expect("connect to IPM_BENCH_PG_URL (run scripts/setup-postgres.sh)");
     tokio::spawn(conn);
-    let name = format!("ipm_b_{}", ulid::Ulid::generate().to_string().to_lowercase());
+    let name = format!(
+        "ipm_b_{}",
+        ulid::Ulid::generate().to_string().to_lowercase()
+    );
     client
         .batch_execute(&format!(
             "CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8'"

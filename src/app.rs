@@ -131,9 +131,8 @@ async fn open_store(config: &Config) -> anyhow::Result<(DynStore, Arc<dyn FileSt
     match config.database_url.as_deref() {
         Some(u) if u.starts_with("postgres") => {
             // The data dir still holds node-local files (the webhook sealing key by default).
-            std::fs::create_dir_all(&config.data_dir).with_context(|| {
-                format!("creating data dir {}", config.data_dir.display())
-            })?;
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
             let store = PgStore::open(u)
                 .await
                 .context("opening the PostgreSQL store (database_url)")?;

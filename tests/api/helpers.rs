@@ -265,7 +265,10 @@ pub fn pg_admin_url() -> String {
 /// A new, empty database on the test server; returns its URL.
 pub fn fresh_database() -> String {
     let admin = pg_admin_url();
-    let name = format!("ipm_t_{}", ulid::Ulid::generate().to_string().to_lowercase());
+    let name = format!(
+        "ipm_t_{}",
+        ulid::Ulid::generate().to_string().to_lowercase()
+    );
     let out = std::process::Command::new("psql")
         .arg(&admin)
         .args(["-v", "ON_ERROR_STOP=1", "-qc"])

@@ -324,12 +324,7 @@ impl EventLog for PgStore {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let mut c = self.conn().await?;
-        let tx = c.transaction().await?;
-        let (out, last) = append_rows(&tx, rows).await?;
-        tx.commit().await?;
-        self.notify_commit(last);
-        Ok(out)
+        self.inner.appender.append(rows).await
     }
 
     async fn page(

@@ -11,6 +11,7 @@
 //! - Commits are announced with `NOTIFY ipm_commits` (payload: the highest sequence), which every
 //!   node's listener turns into its [`EventLog::commits`](super::EventLog::commits) signal.
 //! - Work is leased with `FOR UPDATE SKIP LOCKED` and fenced by tokens (deliveries, jobs).
+mod appender;
 mod events;
 mod keys;
 mod migrations;
@@ -38,6 +39,7 @@ pub struct PgStore {
 
 struct Inner {
     pool: Pool,
+    appender: appender::Appender,
     commits: watch::Sender<i64>,
     stop: CancellationToken,
 }
@@ -88,8 +90,10 @@ impl PgStore {
         let (commits, _) = watch::channel(last);
         let stop = CancellationToken::new();
         tokio::spawn(listen(config, commits.clone(), stop.clone()));
+        let appender = appender::Appender::spawn(pool.clone(), commits.clone(), stop.clone());
         Ok(Self {
             inner: Arc::new(Inner {
+                appender,
                 pool,
                 commits,
                 stop,
