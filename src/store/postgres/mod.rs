@@ -11,9 +11,14 @@
 //! - Commits are announced with `NOTIFY ipm_commits` (payload: the highest sequence), which every
 //!   node's listener turns into its [`EventLog::commits`](super::EventLog::commits) signal.
 //! - Work is leased with `FOR UPDATE SKIP LOCKED` and fenced by tokens (deliveries, jobs).
+mod deliveries;
 mod events;
+mod inbox;
 mod keys;
 mod migrations;
+#[cfg(test)]
+mod tests_webhooks;
+mod webhooks;
 
 use super::{Meta, StoreError, StoreResult};
 use async_trait::async_trait;
