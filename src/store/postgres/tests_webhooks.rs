@@ -3,8 +3,8 @@
 use super::PgStore;
 use crate::domain::ids::{IdKind, new_id};
 use crate::store::{
-    AttemptRecord, AttemptRow, ClaimSlot, Claimed, Deliveries, EventLog, EventRow, Inbox,
-    InboxRow, PauseChange, WebhookRow, Webhooks,
+    AttemptRecord, AttemptRow, ClaimSlot, Claimed, Deliveries, EventLog, EventRow, Inbox, InboxRow,
+    PauseChange, WebhookRow, Webhooks,
 };
 use tokio_postgres::NoTls;
 
@@ -137,16 +137,23 @@ fn now() -> i64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn webhook_crud_and_org_isolation() {
     let s = store().await;
-    let a = webhook(ORG, "concurrent", 4);
-    let b = webhook(ORG, "concurrent", 4);
+    let (a, b) = (webhook(ORG, "concurrent", 4), webhook(ORG, "concurrent", 4));
+    // Ids of one millisecond are not ordered: name them in id order.
+    let (a, b) = if a.id < b.id { (a, b) } else { (b, a) };
     s.insert_webhook(a.clone()).await.unwrap();
     s.insert_webhook(b.clone()).await.unwrap();
     assert_eq!(s.get_webhook(ORG, &a.id).await.unwrap(), Some(a.clone()));
     assert_eq!(s.get_webhook(OTHER, &a.id).await.unwrap(), None);
     let all = s.list_webhooks(ORG, None, 10).await.unwrap();
     assert_eq!(all, vec![a.clone(), b.clone()]);
-    assert_eq!(s.list_webhooks(ORG, Some(&a.id), 10).await.unwrap(), vec![b.clone()]);
-    assert_eq!(s.list_webhooks(ORG, None, 1).await.unwrap(), vec![a.clone()]);
+    assert_eq!(
+        s.list_webhooks(ORG, Some(&a.id), 10).await.unwrap(),
+        vec![b.clone()]
+    );
+    assert_eq!(
+        s.list_webhooks(ORG, None, 1).await.unwrap(),
+        vec![a.clone()]
+    );
     assert!(s.list_webhooks(OTHER, None, 10).await.unwrap().is_empty());
 
     let mut u = a.clone();
@@ -211,8 +218,16 @@ async fn fan_out_pause_enable_revoke() {
     // Event 1 was held by the pause, event 2 (the pause event) arrived held.
     assert_eq!(statuses(&s, ORG, &p).await, vec!["held", "held"]);
     assert_eq!(statuses(&s, ORG, &a).await, vec!["pending", "pending"]);
-    assert_eq!(s.list_inbox(ORG, false, None, 10).await.unwrap(), vec![item]);
-    assert!(s.list_inbox(OTHER, false, None, 10).await.unwrap().is_empty());
+    assert_eq!(
+        s.list_inbox(ORG, false, None, 10).await.unwrap(),
+        vec![item]
+    );
+    assert!(
+        s.list_inbox(OTHER, false, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Other org: nothing fanned out.
     assert!(statuses(&s, OTHER, &other).await.is_empty());
     assert!(statuses(&s, OTHER, &a).await.is_empty());
@@ -266,19 +281,34 @@ async fn claim_respects_max_in_flight_across_claimers() {
     let s = store().await;
     let w = webhook(ORG, "concurrent", 3);
     s.insert_webhook(w.clone()).await.unwrap();
-    s.append((0..5).map(|n| event(ORG, n)).collect()).await.unwrap();
+    s.append((0..5).map(|n| event(ORG, n)).collect())
+        .await
+        .unwrap();
     let t = now() + 10;
     let a = s.claim(t, 60_000, "node-a", slot(&w, 2)).await.unwrap();
     assert_eq!(a.len(), 2);
-    assert!(a.iter().all(|c| c.attempt == 1 && c.body.is_some() && c.org_id == ORG));
+    assert!(
+        a.iter()
+            .all(|c| c.attempt == 1 && c.body.is_some() && c.org_id == ORG)
+    );
     let b = s.claim(t, 60_000, "node-b", slot(&w, 3)).await.unwrap();
     assert_eq!(b.len(), 1, "only the remainder of max_in_flight");
-    assert!(s.claim(t, 60_000, "node-b", slot(&w, 3)).await.unwrap().is_empty());
+    assert!(
+        s.claim(t, 60_000, "node-b", slot(&w, 3))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let ids: std::collections::HashSet<_> = a.iter().chain(&b).map(|c| c.id.clone()).collect();
     assert_eq!(ids.len(), 3);
     // Nothing is claimable before its lease ends; leases survive release_leases.
     assert_eq!(s.release_leases().await.unwrap(), 0);
-    assert!(s.claim(t, 60_000, "node-c", slot(&w, 3)).await.unwrap().is_empty());
+    assert!(
+        s.claim(t, 60_000, "node-c", slot(&w, 3))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Success frees a slot.
     let rec = s
         .record(t, vec![attempt(&a[0], true, "succeeded", None)])
@@ -295,7 +325,12 @@ async fn claim_respects_max_in_flight_across_claimers() {
     // Another org's webhook has nothing to claim.
     let p = webhook(OTHER, "concurrent", 3);
     s.insert_webhook(p.clone()).await.unwrap();
-    assert!(s.claim(later, 60_000, "n", slot(&p, 3)).await.unwrap().is_empty());
+    assert!(
+        s.claim(later, 60_000, "n", slot(&p, 3))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(s.next_due_ms().await.unwrap().is_some());
 }
 
@@ -304,14 +339,21 @@ async fn ordered_claims_only_the_head() {
     let s = store().await;
     let w = webhook(ORG, "ordered", 1);
     s.insert_webhook(w.clone()).await.unwrap();
-    s.append((0..3).map(|n| event(ORG, n)).collect()).await.unwrap();
+    s.append((0..3).map(|n| event(ORG, n)).collect())
+        .await
+        .unwrap();
     let all = s.list_deliveries(ORG, &w.id, None, None, 10).await.unwrap();
     let lowest = all.iter().min_by_key(|d| d.sequence).unwrap().id.clone();
     let t = now() + 10;
     let a = s.claim(t, 60_000, "node-a", slot(&w, 5)).await.unwrap();
     assert_eq!(a.len(), 1);
     assert_eq!(a[0].id, lowest);
-    assert!(s.claim(t, 60_000, "node-b", slot(&w, 5)).await.unwrap().is_empty());
+    assert!(
+        s.claim(t, 60_000, "node-b", slot(&w, 5))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // A failed head stays the head: not due yet, so nothing is claimed.
     let rec = s
         .record(t, vec![attempt(&a[0], false, "failed", Some(t + 5_000))])
@@ -320,23 +362,45 @@ async fn ordered_claims_only_the_head() {
     assert!(rec[0].applied);
     assert_eq!(rec[0].consecutive_failures, 1);
     assert_eq!(rec[0].first_failure_at_ms, Some(1_000));
-    assert!(s.claim(t, 60_000, "node-b", slot(&w, 5)).await.unwrap().is_empty());
+    assert!(
+        s.claim(t, 60_000, "node-b", slot(&w, 5))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(s.next_due_ms().await.unwrap().is_some());
-    let b = s.claim(t + 5_000, 60_000, "node-b", slot(&w, 5)).await.unwrap();
+    let b = s
+        .claim(t + 5_000, 60_000, "node-b", slot(&w, 5))
+        .await
+        .unwrap();
     assert_eq!(b.len(), 1);
     assert_eq!((b[0].id.as_str(), b[0].attempt), (lowest.as_str(), 2));
     let rec = s
         .record(t, vec![attempt(&b[0], true, "succeeded", None)])
         .await
         .unwrap();
-    assert_eq!((rec[0].consecutive_failures, rec[0].first_failure_at_ms), (0, None));
-    let c = s.claim(t + 5_000, 60_000, "node-a", slot(&w, 5)).await.unwrap();
+    assert_eq!(
+        (rec[0].consecutive_failures, rec[0].first_failure_at_ms),
+        (0, None)
+    );
+    let c = s
+        .claim(t + 5_000, 60_000, "node-a", slot(&w, 5))
+        .await
+        .unwrap();
     assert_eq!(c.len(), 1);
     assert_ne!(c[0].id, lowest);
     let attempts = s.delivery_attempts(ORG, &lowest).await.unwrap();
-    assert_eq!(attempts.iter().map(|x| x.attempt).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(
+        attempts.iter().map(|x| x.attempt).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
     assert_eq!(attempts[0].status_code, Some(500));
-    assert!(s.delivery_attempts(OTHER, &lowest).await.unwrap().is_empty());
+    assert!(
+        s.delivery_attempts(OTHER, &lowest)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -347,7 +411,10 @@ async fn stale_token_is_not_recorded_and_retry() {
     s.append(vec![event(ORG, 1)]).await.unwrap();
     let t = now() + 10;
     let first = s.claim(t, 1_000, "node-a", slot(&w, 1)).await.unwrap();
-    let second = s.claim(t + 2_000, 1_000, "node-b", slot(&w, 1)).await.unwrap();
+    let second = s
+        .claim(t + 2_000, 1_000, "node-b", slot(&w, 1))
+        .await
+        .unwrap();
     assert_eq!(first[0].id, second[0].id);
     assert_eq!(second[0].lease_token, first[0].lease_token + 1);
     let rec = s
@@ -356,8 +423,17 @@ async fn stale_token_is_not_recorded_and_retry() {
         .unwrap();
     assert!(!rec[0].applied);
     assert_eq!(rec[0].consecutive_failures, 0);
-    assert!(s.delivery_attempts(ORG, &first[0].id).await.unwrap().is_empty());
-    let d = s.get_delivery(ORG, &w.id, &first[0].id).await.unwrap().unwrap();
+    assert!(
+        s.delivery_attempts(ORG, &first[0].id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let d = s
+        .get_delivery(ORG, &w.id, &first[0].id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((d.status.as_str(), d.attempt_count), ("pending", 0));
     // In flight: no retry.
     assert!(
@@ -371,7 +447,11 @@ async fn stale_token_is_not_recorded_and_retry() {
         .await
         .unwrap();
     assert!(rec[0].applied);
-    let d = s.get_delivery(ORG, &w.id, &first[0].id).await.unwrap().unwrap();
+    let d = s
+        .get_delivery(ORG, &w.id, &first[0].id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (d.status.as_str(), d.attempt_count, d.last_status_code),
         ("succeeded", 1, Some(200))
@@ -388,7 +468,10 @@ async fn stale_token_is_not_recorded_and_retry() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((r.status.as_str(), r.next_attempt_at_ms), ("pending", Some(t + 3_000)));
+    assert_eq!(
+        (r.status.as_str(), r.next_attempt_at_ms),
+        ("pending", Some(t + 3_000))
+    );
     assert_eq!(
         s.list_deliveries(ORG, &w.id, Some("pending"), None, 10)
             .await
@@ -403,7 +486,10 @@ async fn stale_token_is_not_recorded_and_retry() {
             .is_empty()
     );
     // A result recorded while the webhook is paused holds the delivery.
-    let c = s.claim(t + 3_000, 1_000, "node-a", slot(&w, 1)).await.unwrap();
+    let c = s
+        .claim(t + 3_000, 1_000, "node-a", slot(&w, 1))
+        .await
+        .unwrap();
     assert_eq!(c[0].attempt, 2);
     let change = PauseChange {
         reason: "manual".into(),
@@ -414,7 +500,10 @@ async fn stale_token_is_not_recorded_and_retry() {
     };
     assert!(s.pause_webhook(ORG, &w.id, change).await.unwrap());
     let rec = s
-        .record(t + 3_000, vec![attempt(&c[0], false, "failed", Some(t + 9_000))])
+        .record(
+            t + 3_000,
+            vec![attempt(&c[0], false, "failed", Some(t + 9_000))],
+        )
         .await
         .unwrap();
     assert!(rec[0].applied);
@@ -444,7 +533,11 @@ async fn inbox_newest_first_ack_and_isolation() {
         vec!["t2", "t1", "t0"]
     );
     assert_eq!(
-        titles(s.list_inbox(ORG, false, Some(&items[2].id), 1).await.unwrap()),
+        titles(
+            s.list_inbox(ORG, false, Some(&items[2].id), 1)
+                .await
+                .unwrap()
+        ),
         vec!["t1"]
     );
     assert!(
@@ -474,4 +567,45 @@ async fn inbox_newest_first_ack_and_isolation() {
         titles(s.list_inbox(OTHER, false, None, 10).await.unwrap()),
         vec!["other"]
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_claimers_never_exceed_max_in_flight() {
+    let s = store().await;
+    let c = webhook(ORG, "concurrent", 3);
+    let o = webhook(ORG, "ordered", 1);
+    s.insert_webhook(c.clone()).await.unwrap();
+    s.insert_webhook(o.clone()).await.unwrap();
+    s.append((0..20).map(|n| event(ORG, n)).collect())
+        .await
+        .unwrap();
+    let t = now() + 10;
+    let slots = vec![
+        ClaimSlot {
+            webhook_id: o.id.clone(),
+            ordered: true,
+            free: 1,
+        },
+        ClaimSlot {
+            webhook_id: c.id.clone(),
+            ordered: false,
+            free: 3,
+        },
+    ];
+    let mut set = tokio::task::JoinSet::new();
+    for n in 0..6 {
+        let (s, slots) = (s.clone(), slots.clone());
+        set.spawn(async move {
+            s.claim(t, 60_000, &format!("node-{n}"), slots)
+                .await
+                .unwrap()
+        });
+    }
+    let mut claimed = Vec::new();
+    while let Some(r) = set.join_next().await {
+        claimed.extend(r.unwrap());
+    }
+    let per = |w: &WebhookRow| claimed.iter().filter(|x| x.webhook_id == w.id).count();
+    assert_eq!(per(&c), 3);
+    assert_eq!(per(&o), 1);
 }

@@ -172,7 +172,13 @@ impl Webhooks for PgStore {
                 "UPDATE webhooks SET status = 'paused', paused_at = $3, pause_reason = $4,
                    updated_context = COALESCE($5, updated_context)
                  WHERE org_id = $1 AND id = $2 AND status = 'active'",
-                &[&org, &id, &change.paused_at, &change.reason, &change.context],
+                &[
+                    &org,
+                    &id,
+                    &change.paused_at,
+                    &change.reason,
+                    &change.context,
+                ],
             )
             .await?;
         if n == 0 {
