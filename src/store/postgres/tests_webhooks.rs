@@ -4,24 +4,24 @@ use super::PgStore;
 use crate::domain::ids::{IdKind, new_id};
 use crate::store::{
     AttemptRecord, AttemptRow, ClaimSlot, Claimed, Deliveries, EventLog, EventRow, Inbox, InboxRow,
-    PauseChange, WebhookRow, Webhooks,
+    Meta, PauseChange, WebhookRow, Webhooks,
 };
 use tokio_postgres::NoTls;
 
 const ORG: &str = "org_a";
 const OTHER: &str = "org_b";
 
-/// A fresh database and a store on it.
-async fn store() -> PgStore {
+/// A fresh database and a store on it; [`Db::drop`] removes it at the end of a passing test.
+async fn store() -> (PgStore, Db) {
     let base = std::env::var("IPM_TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://ipm:ipm@127.0.0.1:5432/postgres".into());
-    let (client, conn) = tokio_postgres::connect(&base, NoTls).await.unwrap();
+    let (admin, conn) = tokio_postgres::connect(&base, NoTls).await.unwrap();
     tokio::spawn(conn);
     let name = format!(
         "ipm_u_{}",
         ulid::Ulid::generate().to_string().to_lowercase()
     );
-    client
+    admin
         .batch_execute(&format!(
             "CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8'"
         ))
@@ -31,7 +31,22 @@ async fn store() -> PgStore {
         Some(i) if !base[..i].ends_with('/') => format!("{}/{name}", &base[..i]),
         _ => format!("{base}/{name}"),
     };
-    PgStore::open(&url).await.unwrap()
+    (PgStore::open(&url).await.unwrap(), Db { admin, name })
+}
+
+struct Db {
+    admin: tokio_postgres::Client,
+    name: String,
+}
+
+impl Db {
+    async fn drop(self, s: PgStore) {
+        s.close().await.unwrap();
+        self.admin
+            .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
+            .await
+            .unwrap();
+    }
 }
 
 fn webhook(org: &str, mode: &str, max_in_flight: u32) -> WebhookRow {
@@ -136,7 +151,7 @@ fn now() -> i64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn webhook_crud_and_org_isolation() {
-    let s = store().await;
+    let (s, db) = store().await;
     let (a, b) = (webhook(ORG, "concurrent", 4), webhook(ORG, "concurrent", 4));
     // Ids of one millisecond are not ordered: name them in id order.
     let (a, b) = if a.id < b.id { (a, b) } else { (b, a) };
@@ -181,11 +196,12 @@ async fn webhook_crud_and_org_isolation() {
         .map(|w| w.id)
         .collect();
     assert_eq!(active, vec![b.id]);
+    db.drop(s).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fan_out_pause_enable_revoke() {
-    let s = store().await;
+    let (s, db) = store().await;
     let a = webhook(ORG, "concurrent", 4);
     let p = webhook(ORG, "concurrent", 4);
     let r = webhook(ORG, "concurrent", 4);
@@ -274,11 +290,12 @@ async fn fan_out_pause_enable_revoke() {
     assert_eq!(statuses(&s, ORG, &a).await.len(), 5);
     // a: 5 pending, p: event 5 pending (the rest skipped); r: all skipped.
     assert_eq!(s.queue_depth().await.unwrap(), 6);
+    db.drop(s).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn claim_respects_max_in_flight_across_claimers() {
-    let s = store().await;
+    let (s, db) = store().await;
     let w = webhook(ORG, "concurrent", 3);
     s.insert_webhook(w.clone()).await.unwrap();
     s.append((0..5).map(|n| event(ORG, n)).collect())
@@ -332,11 +349,12 @@ async fn claim_respects_max_in_flight_across_claimers() {
             .is_empty()
     );
     assert!(s.next_due_ms().await.unwrap().is_some());
+    db.drop(s).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ordered_claims_only_the_head() {
-    let s = store().await;
+    let (s, db) = store().await;
     let w = webhook(ORG, "ordered", 1);
     s.insert_webhook(w.clone()).await.unwrap();
     s.append((0..3).map(|n| event(ORG, n)).collect())
@@ -401,11 +419,12 @@ async fn ordered_claims_only_the_head() {
             .unwrap()
             .is_empty()
     );
+    db.drop(s).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stale_token_is_not_recorded_and_retry() {
-    let s = store().await;
+    let (s, db) = store().await;
     let w = webhook(ORG, "concurrent", 2);
     s.insert_webhook(w.clone()).await.unwrap();
     s.append(vec![event(ORG, 1)]).await.unwrap();
@@ -514,11 +533,12 @@ async fn stale_token_is_not_recorded_and_retry() {
         .unwrap()
         .unwrap();
     assert_eq!(r.status, "held");
+    db.drop(s).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn inbox_newest_first_ack_and_isolation() {
-    let s = store().await;
+    let (s, db) = store().await;
     let mut items = Vec::new();
     for n in 0..3 {
         let i = inbox_item(ORG, &format!("t{n}"));
@@ -567,11 +587,12 @@ async fn inbox_newest_first_ack_and_isolation() {
         titles(s.list_inbox(OTHER, false, None, 10).await.unwrap()),
         vec!["other"]
     );
+    db.drop(s).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_claimers_never_exceed_max_in_flight() {
-    let s = store().await;
+    let (s, db) = store().await;
     let c = webhook(ORG, "concurrent", 3);
     let o = webhook(ORG, "ordered", 1);
     s.insert_webhook(c.clone()).await.unwrap();
@@ -608,4 +629,5 @@ async fn concurrent_claimers_never_exceed_max_in_flight() {
     let per = |w: &WebhookRow| claimed.iter().filter(|x| x.webhook_id == w.id).count();
     assert_eq!(per(&c), 3);
     assert_eq!(per(&o), 1);
+    db.drop(s).await;
 }
