@@ -12,9 +12,14 @@
 //!   node's listener turns into its [`EventLog::commits`](super::EventLog::commits) signal.
 //! - Work is leased with `FOR UPDATE SKIP LOCKED` and fenced by tokens (deliveries, jobs).
 mod appender;
+mod deliveries;
 mod events;
+mod inbox;
 mod keys;
 mod migrations;
+#[cfg(test)]
+mod tests_webhooks;
+mod webhooks;
 
 use super::{Meta, StoreError, StoreResult};
 use async_trait::async_trait;
