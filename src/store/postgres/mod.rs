@@ -12,8 +12,21 @@
 //!   node's listener turns into its [`EventLog::commits`](super::EventLog::commits) signal.
 //! - Work is leased with `FOR UPDATE SKIP LOCKED` and fenced by tokens (deliveries, jobs).
 mod events;
+mod files;
+mod jobs;
 mod keys;
+mod kpis;
 mod migrations;
+#[cfg(test)]
+mod tests_files;
+#[cfg(test)]
+mod tests_jobs;
+#[cfg(test)]
+mod tests_kpis;
+#[cfg(test)]
+mod tests_util;
+
+pub use files::PgFiles;
 
 use super::{Meta, StoreError, StoreResult};
 use async_trait::async_trait;
@@ -40,6 +53,8 @@ struct Inner {
     pool: Pool,
     commits: watch::Sender<i64>,
     stop: CancellationToken,
+    /// The runtime the store was opened on (blocking file calls drive the client on it).
+    handle: tokio::runtime::Handle,
 }
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -93,6 +108,7 @@ impl PgStore {
                 pool,
                 commits,
                 stop,
+                handle: tokio::runtime::Handle::current(),
             }),
         })
     }
