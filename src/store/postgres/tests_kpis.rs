@@ -270,3 +270,88 @@ async fn rules_fire_and_resolve() {
     let page = s.list_alerts("org_a", None, Some(&all[0].id), 100).await.unwrap();
     assert_eq!(page.len(), all.len() - 1);
 }
+
+/// The same writes on SQLite and PostgreSQL produce the same transitions and alerts.
+#[tokio::test(flavor = "multi_thread")]
+async fn same_alerts_as_sqlite() {
+    let pg = fresh_store().await;
+    let dir = tempfile::tempdir().unwrap();
+    let lite = crate::store::sqlite::SqliteStore::open(&dir.path().join("ipm.db"))
+        .await
+        .unwrap();
+    let fx: Arc<dyn AlertEffects> = Arc::new(Fx);
+    let mut rules = vec![
+        rule("alr_a", "org_a", None, 1),
+        rule("alr_b", "org_a", Some("each"), 2),
+        rule("alr_c", "org_a", Some("f2"), 3),
+    ];
+    rules[1].aggregate = Aggregate::Avg;
+    rules[2].op = Op::Lt;
+    rules[2].threshold = 5.0;
+    rules[2].clear_threshold = None;
+    rules[2].granularity = Granularity::FiveMinutes;
+    for r in &rules {
+        pg.insert_rule(r.clone()).await.unwrap();
+        lite.insert_rule(r.clone()).await.unwrap();
+    }
+    let mut x = 17u64;
+    let mut next = || {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x >> 33
+    };
+    for round in 0..25 {
+        let mut batch = Vec::new();
+        for _ in 0..(1 + next() % 4) {
+            let fac = ["f1", "f2", "f3"][(next() % 3) as usize];
+            // Mostly moving forward, sometimes late.
+            let at = T0 + (round * HOUR_NS / 4) - (next() % 3) as i64 * HOUR_NS / 2;
+            batch.push(snap("temp", Some(fac), at, (next() % 20) as f64));
+        }
+        let a = pg
+            .record_snapshots("org_a", batch.clone(), fx.clone())
+            .await
+            .unwrap();
+        let b = lite
+            .record_snapshots("org_a", batch, fx.clone())
+            .await
+            .unwrap();
+        assert_eq!(a, b, "round {round}");
+    }
+    let key = |a: &crate::store::kpis::AlertRow| {
+        let h: Vec<serde_json::Value> = serde_json::from_str(&a.history).unwrap();
+        let h: Vec<String> = h
+            .iter()
+            .map(|x| format!("{}@{}={}", x["state"], x["bucket_start"], x["value"]))
+            .collect();
+        (
+            a.rule_id.clone(),
+            a.facility_id.clone(),
+            a.state.clone(),
+            a.bucket_start,
+            a.value.to_bits(),
+            h,
+        )
+    };
+    let mut a: Vec<_> = pg
+        .list_alerts("org_a", None, None, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(key)
+        .collect();
+    let mut b: Vec<_> = lite
+        .list_alerts("org_a", None, None, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(key)
+        .collect();
+    a.sort();
+    b.sort();
+    assert!(!a.is_empty());
+    assert_eq!(a, b);
+    assert_eq!(
+        pg.list_kpis("org_a", None, 10).await.unwrap(),
+        lite.list_kpis("org_a", None, 10).await.unwrap()
+    );
+}
