@@ -196,17 +196,16 @@ impl FileStore for PgFiles {
             let tx = c.transaction().await.map_err(io_err)?;
             let len: i64 = tx
                 .query_one(
-                    "SELECT COALESCE(MAX(start_at + octet_length(data)), -1) FROM job_files
+                    "SELECT COALESCE(MAX(start_at + octet_length(data)), 0) FROM job_files
                      WHERE org_id = $1 AND job_id = $2 AND name = $3",
                     &[&org, &job, &name],
                 )
                 .await
                 .map_err(io_err)?
                 .get(0);
-            if len < 0 && offset > 0 {
-                return Err(not_found(name));
-            }
-            if len >= 0 && len < off {
+            // A missing file counts as empty (like a file the local store just created).
+            let len = len.max(0);
+            if len < off {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     format!("{name} has {len} bytes, the checkpoint says {offset}"),
@@ -274,8 +273,8 @@ impl FileStore for PgFiles {
         let mut after = -1i64;
         let mut first = true;
         loop {
-            let next = block_on(&self.handle, next_chunk(store, org, job, name, after))
-                .map_err(io_err)?;
+            let next =
+                block_on(&self.handle, next_chunk(store, org, job, name, after)).map_err(io_err)?;
             let Some((start, data)) = next else {
                 if first {
                     return Err(not_found(name));
@@ -421,7 +420,7 @@ impl PgFiles {
                 if !has_from {
                     return Err(not_found(from));
                 }
-            } else if !(has_from && !has_to) {
+            } else if !has_from || has_to {
                 return Ok(());
             }
             tx.execute(

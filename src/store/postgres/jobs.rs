@@ -78,9 +78,7 @@ impl Jobs for PgStore {
             "SELECT {COLUMNS} FROM jobs WHERE org_id = $1 AND kind = $2 AND idempotency_key = $3"
         );
         if let Some(key) = &job.idempotency_key
-            && let Some(found) = c
-                .query_opt(&find, &[&job.org_id, &job.kind, key])
-                .await?
+            && let Some(found) = c.query_opt(&find, &[&job.org_id, &job.kind, key]).await?
         {
             return Ok((from_row(&found), false));
         }
@@ -113,9 +111,7 @@ impl Jobs for PgStore {
             .await?;
         if n == 0
             && let Some(key) = &job.idempotency_key
-            && let Some(found) = c
-                .query_opt(&find, &[&job.org_id, &job.kind, key])
-                .await?
+            && let Some(found) = c.query_opt(&find, &[&job.org_id, &job.kind, key]).await?
         {
             return Ok((from_row(&found), false));
         }
@@ -228,7 +224,9 @@ impl Jobs for PgStore {
             }
         }
         let next = update(&outcomes);
-        if next.org_id != org || next.id != id || !write(&tx, &next, expect_status, Some(fence)).await?
+        if next.org_id != org
+            || next.id != id
+            || !write(&tx, &next, expect_status, Some(fence)).await?
         {
             // Nothing of this chunk is kept.
             tx.rollback().await?;
@@ -255,9 +253,7 @@ impl Jobs for PgStore {
                  WHERE org_id = $1 AND job_id = $2 AND line > $3 ORDER BY line LIMIT $4",
             )
             .await?;
-        let rows = c
-            .query(&st, &[&org, &id, &after, &(limit as i64)])
-            .await?;
+        let rows = c.query(&st, &[&org, &id, &after, &(limit as i64)]).await?;
         Ok(rows
             .iter()
             .map(|r| JobErrorRow {

@@ -226,6 +226,21 @@ async fn evaluate_series(
     Ok(())
 }
 
+/// Column arrays of one multi-row rollup upsert.
+#[derive(Default)]
+struct RollupColumns<'a> {
+    kpi: Vec<&'a str>,
+    fac: Vec<&'a str>,
+    gran: Vec<i64>,
+    bucket: Vec<i64>,
+    count: Vec<i64>,
+    min: Vec<f64>,
+    max: Vec<f64>,
+    sum: Vec<f64>,
+    last_value: Vec<f64>,
+    last_at: Vec<i64>,
+}
+
 async fn record(
     tx: &Transaction<'_>,
     org: &str,
@@ -285,20 +300,18 @@ async fn record(
         &[&org, &r_kpi, &r_fac, &r_at, &r_val, &r_unit],
     )
     .await?;
-    let mut cols: (Vec<&str>, Vec<&str>, Vec<i64>, Vec<i64>) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut aggs: (Vec<i64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<i64>) = Default::default();
+    let mut cols = RollupColumns::default();
     for ((kpi, fac, g, b), a) in &buckets {
-        cols.0.push(kpi);
-        cols.1.push(fac);
-        cols.2.push(*g);
-        cols.3.push(*b);
-        aggs.0.push(a.count);
-        aggs.1.push(a.min);
-        aggs.2.push(a.max);
-        aggs.3.push(a.sum);
-        aggs.4.push(a.last_value);
-        aggs.5.push(a.last_at);
+        cols.kpi.push(kpi);
+        cols.fac.push(fac);
+        cols.gran.push(*g);
+        cols.bucket.push(*b);
+        cols.count.push(a.count);
+        cols.min.push(a.min);
+        cols.max.push(a.max);
+        cols.sum.push(a.sum);
+        cols.last_value.push(a.last_value);
+        cols.last_at.push(a.last_at);
     }
     // The same merge as `Agg::merge` (and SQLite's upsert).
     tx.execute(
@@ -313,8 +326,17 @@ async fn record(
            last_value = CASE WHEN excluded.last_at >= r.last_at THEN excluded.last_value ELSE r.last_value END,
            last_at = GREATEST(r.last_at, excluded.last_at)",
         &[
-            &org, &cols.0, &cols.1, &cols.2, &cols.3, &aggs.0, &aggs.1, &aggs.2, &aggs.3,
-            &aggs.4, &aggs.5,
+            &org,
+            &cols.kpi,
+            &cols.fac,
+            &cols.gran,
+            &cols.bucket,
+            &cols.count,
+            &cols.min,
+            &cols.max,
+            &cols.sum,
+            &cols.last_value,
+            &cols.last_at,
         ],
     )
     .await?;

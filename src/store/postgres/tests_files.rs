@@ -62,19 +62,33 @@ async fn append_truncate_commit_read() {
     let (f, e) = (fs.clone(), expect.clone());
     blocking(move || {
         let at = (1 << 20) - 10;
-        assert_eq!(f.read_at("org", "job", "a", at as u64, 30).unwrap(), e[at..at + 30]);
+        assert_eq!(
+            f.read_at("org", "job", "a", at as u64, 30).unwrap(),
+            e[at..at + 30]
+        );
         assert_eq!(f.read_at("org", "job", "a", 0, 7).unwrap(), e[..7]);
         let end = e.len() - 3;
-        assert_eq!(f.read_at("org", "job", "a", end as u64, 100).unwrap(), e[end..]);
-        assert!(f.read_at("org", "job", "a", e.len() as u64 + 5, 10).unwrap().is_empty());
+        assert_eq!(
+            f.read_at("org", "job", "a", end as u64, 100).unwrap(),
+            e[end..]
+        );
+        assert!(
+            f.read_at("org", "job", "a", e.len() as u64 + 5, 10)
+                .unwrap()
+                .is_empty()
+        );
         assert!(f.read_at("org", "job", "missing", 0, 10).is_err());
         let mut got = Vec::new();
-        f.read_prefix("org", "job", "a", (1 << 20) + 7, &mut |b| got.extend_from_slice(b))
-            .unwrap();
+        f.read_prefix("org", "job", "a", (1 << 20) + 7, &mut |b| {
+            got.extend_from_slice(b)
+        })
+        .unwrap();
         assert_eq!(got, e[..(1 << 20) + 7]);
         let mut got = Vec::new();
-        f.read_prefix("org", "job", "a", u64::MAX >> 2, &mut |b| got.extend_from_slice(b))
-            .unwrap();
+        f.read_prefix("org", "job", "a", u64::MAX >> 2, &mut |b| {
+            got.extend_from_slice(b)
+        })
+        .unwrap();
         assert_eq!(got, e);
     })
     .await;

@@ -27,13 +27,24 @@ fn job(id: &str, org: &str, key: Option<&str>) -> JobRow {
 #[tokio::test(flavor = "multi_thread")]
 async fn insert_idempotency_get_list() {
     let s = fresh_store().await;
-    let (a, fresh) = s.insert_job(job("imp_1", "org_a", Some("k1"))).await.unwrap();
+    let (a, fresh) = s
+        .insert_job(job("imp_1", "org_a", Some("k1")))
+        .await
+        .unwrap();
     assert!(fresh);
-    let (b, fresh) = s.insert_job(job("imp_2", "org_a", Some("k1"))).await.unwrap();
+    let (b, fresh) = s
+        .insert_job(job("imp_2", "org_a", Some("k1")))
+        .await
+        .unwrap();
     assert!(!fresh);
     assert_eq!(b, a);
     // Same key in another org, or without a key: new jobs.
-    assert!(s.insert_job(job("imp_3", "org_b", Some("k1"))).await.unwrap().1);
+    assert!(
+        s.insert_job(job("imp_3", "org_b", Some("k1")))
+            .await
+            .unwrap()
+            .1
+    );
     assert!(s.insert_job(job("imp_4", "org_a", None)).await.unwrap().1);
     // Concurrent duplicates: exactly one wins, all return it.
     let mut tasks = Vec::new();
@@ -55,7 +66,10 @@ async fn insert_idempotency_get_list() {
     assert_eq!(winners, 1);
     assert_eq!(ids.len(), 1);
 
-    assert_eq!(s.get_job("org_a", "import", "imp_1").await.unwrap(), Some(a));
+    assert_eq!(
+        s.get_job("org_a", "import", "imp_1").await.unwrap(),
+        Some(a)
+    );
     assert_eq!(s.get_job("org_b", "import", "imp_1").await.unwrap(), None);
     assert_eq!(s.get_job("org_a", "export", "imp_1").await.unwrap(), None);
     let list = s.list_jobs("org_a", "import", None, 2).await.unwrap();
@@ -63,7 +77,10 @@ async fn insert_idempotency_get_list() {
         list.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
         ["imp_1", "imp_4"]
     );
-    let list = s.list_jobs("org_a", "import", Some("imp_4"), 10).await.unwrap();
+    let list = s
+        .list_jobs("org_a", "import", Some("imp_4"), 10)
+        .await
+        .unwrap();
     assert_eq!(list.len(), 1);
     let counts = s.job_counts().await.unwrap();
     assert!(counts.contains(&("import".into(), "upload_complete".into(), 4)));
@@ -84,7 +101,11 @@ async fn claims_leases_and_fences() {
     // Leased: nothing for w2; w1 may re-claim (extends).
     assert!(s.claim_job("w2", 1_200, 500).await.unwrap().is_none());
     assert_eq!(
-        s.claim_job("w1", 1_300, 500).await.unwrap().unwrap().lease_until,
+        s.claim_job("w1", 1_300, 500)
+            .await
+            .unwrap()
+            .unwrap()
+            .lease_until,
         Some(1_800)
     );
     // After expiry w2 takes it over.
@@ -94,17 +115,33 @@ async fn claims_leases_and_fences() {
     // The stale worker's write is fenced off; the owner's passes.
     let mut stale = j.clone();
     stale.progress = "{\"stale\":true}".into();
-    assert!(!s.update_job(stale, "upload_complete", Some("w1")).await.unwrap());
+    assert!(
+        !s.update_job(stale, "upload_complete", Some("w1"))
+            .await
+            .unwrap()
+    );
     let mut next = j2.clone();
     next.status = "in_progress".into();
-    assert!(!s.update_job(next.clone(), "queued", Some("w2")).await.unwrap());
-    assert!(s.update_job(next.clone(), "upload_complete", Some("w2")).await.unwrap());
+    assert!(
+        !s.update_job(next.clone(), "queued", Some("w2"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.update_job(next.clone(), "upload_complete", Some("w2"))
+            .await
+            .unwrap()
+    );
     // Unfenced write (e.g. cancel) only checks the status.
     let mut cancel = next.clone();
     cancel.progress = "{\"p\":1}".into();
     assert!(s.update_job(cancel, "in_progress", None).await.unwrap());
     assert_eq!(
-        s.get_job("org_a", "import", "imp_1").await.unwrap().unwrap().progress,
+        s.get_job("org_a", "import", "imp_1")
+            .await
+            .unwrap()
+            .unwrap()
+            .progress,
         "{\"p\":1}"
     );
 
@@ -119,17 +156,29 @@ async fn claims_leases_and_fences() {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
             let mut got = Vec::new();
-            while let Some(j) = s.claim_job(&format!("cw{w}"), 10_000, 60_000).await.unwrap() {
+            while let Some(j) = s
+                .claim_job(&format!("cw{w}"), 10_000, 60_000)
+                .await
+                .unwrap()
+            {
                 if !j.id.starts_with("imp_m") {
                     // imp_1 is leased by w2 until 2_400 < 10_000: claimable too; park it.
                     let mut d = j.clone();
                     d.status = "completed".into();
-                    assert!(s.update_job(d, &j.status, j.claimed_by.as_deref()).await.unwrap());
+                    assert!(
+                        s.update_job(d, &j.status, j.claimed_by.as_deref())
+                            .await
+                            .unwrap()
+                    );
                     continue;
                 }
                 let mut d = j.clone();
                 d.status = "completed".into();
-                assert!(s.update_job(d, &j.status, j.claimed_by.as_deref()).await.unwrap());
+                assert!(
+                    s.update_job(d, &j.status, j.claimed_by.as_deref())
+                        .await
+                        .unwrap()
+                );
                 got.push(j.id);
             }
             got
@@ -177,7 +226,11 @@ async fn append_with_job_commits_or_rolls_back() {
     assert!(matches!(out[0], AppendOutcome::Accepted { .. }));
     let head = s.head("org_a").await.unwrap();
     assert!(head > 0);
-    let got = s.get_job("org_a", "import", "imp_1").await.unwrap().unwrap();
+    let got = s
+        .get_job("org_a", "import", "imp_1")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got.status, "in_progress");
     assert_eq!(got.progress, "{\"accepted\":2}");
     let errs = s.job_errors("org_a", "imp_1", 0, 10).await.unwrap();
@@ -208,9 +261,15 @@ async fn append_with_job_commits_or_rolls_back() {
         .unwrap();
     assert!(r.is_none());
     assert_eq!(s.head("org_a").await.unwrap(), head);
-    assert_eq!(s.job_errors("org_a", "imp_1", 0, 10).await.unwrap().len(), 1);
     assert_eq!(
-        s.get_job("org_a", "import", "imp_1").await.unwrap().unwrap(),
+        s.job_errors("org_a", "imp_1", 0, 10).await.unwrap().len(),
+        1
+    );
+    assert_eq!(
+        s.get_job("org_a", "import", "imp_1")
+            .await
+            .unwrap()
+            .unwrap(),
         got
     );
 

@@ -164,8 +164,12 @@ async fn buckets_equal_brute_force() {
 async fn rules_fire_and_resolve() {
     let s = fresh_store().await;
     let fx: Arc<dyn AlertEffects> = Arc::new(Fx);
-    s.insert_rule(rule("alr_r1", "org_a", None, 1)).await.unwrap();
-    s.insert_rule(rule("alr_r2", "org_a", Some("each"), 2)).await.unwrap();
+    s.insert_rule(rule("alr_r1", "org_a", None, 1))
+        .await
+        .unwrap();
+    s.insert_rule(rule("alr_r2", "org_a", Some("each"), 2))
+        .await
+        .unwrap();
     assert_eq!(s.list_rules("org_a", None, 10).await.unwrap().len(), 2);
     assert!(s.get_rule("org_b", "alr_r1").await.unwrap().is_none());
     assert_eq!(
@@ -175,12 +179,22 @@ async fn rules_fire_and_resolve() {
 
     // Hour 0: 20 at f1 -> r1 fires (org-wide), r2 pending for f1.
     let r = s
-        .record_snapshots("org_a", vec![snap("temp", Some("f1"), T0, 20.0)], fx.clone())
+        .record_snapshots(
+            "org_a",
+            vec![snap("temp", Some("f1"), T0, 20.0)],
+            fx.clone(),
+        )
         .await
         .unwrap();
     assert_eq!(r.transitions, 2);
     assert_eq!(event_types(&s, "org_a").await, ["ipm.kpi.alert_fired"]);
-    assert_eq!(s.list_alerts("org_a", Some("pending"), None, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        s.list_alerts("org_a", Some("pending"), None, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     // Hour 1: 9 (between clear and threshold): r1 stays firing (hysteresis); r2's streak breaks.
     let r = s
         .record_snapshots(
@@ -190,7 +204,10 @@ async fn rules_fire_and_resolve() {
         )
         .await
         .unwrap();
-    let firing = s.list_alerts("org_a", Some("firing"), None, 10).await.unwrap();
+    let firing = s
+        .list_alerts("org_a", Some("firing"), None, 10)
+        .await
+        .unwrap();
     assert_eq!(firing.len(), 1);
     assert_eq!(firing[0].rule_id, "alr_r1");
     assert_eq!(r.transitions, 1); // r2's pending alert resolves (dropped, no event)
@@ -205,7 +222,10 @@ async fn rules_fire_and_resolve() {
     )
     .await
     .unwrap();
-    let firing = s.list_alerts("org_a", Some("firing"), None, 10).await.unwrap();
+    let firing = s
+        .list_alerts("org_a", Some("firing"), None, 10)
+        .await
+        .unwrap();
     assert_eq!(firing.len(), 2);
     let r2 = firing.iter().find(|a| a.rule_id == "alr_r2").unwrap();
     assert_eq!(r2.facility_id.as_deref(), Some("f1"));
@@ -217,7 +237,12 @@ async fn rules_fire_and_resolve() {
     )
     .await
     .unwrap();
-    assert!(s.list_alerts("org_a", Some("firing"), None, 10).await.unwrap().is_empty());
+    assert!(
+        s.list_alerts("org_a", Some("firing"), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let types = event_types(&s, "org_a").await;
     assert_eq!(
         types,
@@ -238,7 +263,9 @@ async fn rules_fire_and_resolve() {
         .unwrap();
     let h: Vec<serde_json::Value> = serde_json::from_str(&r1.history).unwrap();
     assert_eq!(
-        h.iter().map(|x| x["state"].as_str().unwrap()).collect::<Vec<_>>(),
+        h.iter()
+            .map(|x| x["state"].as_str().unwrap())
+            .collect::<Vec<_>>(),
         ["firing", "resolved"]
     );
     assert!(r1.fired_at.is_some() && r1.resolved_at.is_some());
@@ -250,11 +277,20 @@ async fn rules_fire_and_resolve() {
 
     // Org isolation: the same snapshots in org_b evaluate none of org_a's rules.
     let r = s
-        .record_snapshots("org_b", vec![snap("temp", Some("f1"), T0, 50.0)], fx.clone())
+        .record_snapshots(
+            "org_b",
+            vec![snap("temp", Some("f1"), T0, 50.0)],
+            fx.clone(),
+        )
         .await
         .unwrap();
     assert_eq!(r.transitions, 0);
-    assert!(s.list_alerts("org_b", None, None, 10).await.unwrap().is_empty());
+    assert!(
+        s.list_alerts("org_b", None, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(event_types(&s, "org_b").await.is_empty());
 
     // Rule update/delete.
@@ -262,12 +298,19 @@ async fn rules_fire_and_resolve() {
     r1.updated_at = Some("2026-01-02T00:00:00Z".into());
     assert!(s.update_rule(r1.clone()).await.unwrap());
     assert_eq!(s.get_rule("org_a", "alr_r1").await.unwrap().unwrap(), r1);
-    assert!(!s.update_rule(rule("alr_x", "org_a", None, 1)).await.unwrap());
+    assert!(
+        !s.update_rule(rule("alr_x", "org_a", None, 1))
+            .await
+            .unwrap()
+    );
     assert!(!s.delete_rule("org_b", "alr_r1").await.unwrap());
     assert!(s.delete_rule("org_a", "alr_r1").await.unwrap());
     assert!(s.get_rule("org_a", "alr_r1").await.unwrap().is_none());
     let all = s.list_alerts("org_a", None, None, 100).await.unwrap();
-    let page = s.list_alerts("org_a", None, Some(&all[0].id), 100).await.unwrap();
+    let page = s
+        .list_alerts("org_a", None, Some(&all[0].id), 100)
+        .await
+        .unwrap();
     assert_eq!(page.len(), all.len() - 1);
 }
 
@@ -296,7 +339,9 @@ async fn same_alerts_as_sqlite() {
     }
     let mut x = 17u64;
     let mut next = || {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         x >> 33
     };
     for round in 0..25 {

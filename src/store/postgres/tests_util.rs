@@ -17,7 +17,10 @@ pub(super) async fn fresh_store() -> PgStore {
         .await
         .expect("connect to the test server");
     tokio::spawn(conn);
-    let db = format!("ipm_u_{}", ulid::Ulid::generate().to_string().to_lowercase());
+    let db = format!(
+        "ipm_u_{}",
+        ulid::Ulid::generate().to_string().to_lowercase()
+    );
     client
         .batch_execute(&format!(
             "CREATE DATABASE {db} TEMPLATE template0 ENCODING 'UTF8'"

@@ -6,11 +6,11 @@
 use super::SqliteStore;
 use crate::domain::kpi::{Agg, Granularity};
 use crate::domain::time::now_rfc3339;
+use crate::store::StoreResult;
 use crate::store::alert_eval::{self, Effects, SeriesState};
 use crate::store::kpis::{
     AlertEffects, AlertRow, Alerts, BucketRow, KpiRow, Kpis, Recorded, RuleRow, SnapshotRow,
 };
-use crate::store::StoreResult;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::collections::{BTreeMap, BTreeSet};
