@@ -2,6 +2,7 @@
 //! every backend must pass the conformance suite in `tests/api/conformance.rs`.
 //!
 //! Invariant: every query that reads an org's data is scoped by `org_id`.
+pub(crate) mod alert_eval;
 pub(crate) mod fanout;
 pub mod files;
 pub mod jobs;

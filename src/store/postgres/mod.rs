@@ -14,12 +14,25 @@
 mod appender;
 mod deliveries;
 mod events;
+mod files;
 mod inbox;
+mod jobs;
 mod keys;
+mod kpis;
 mod migrations;
+#[cfg(test)]
+mod tests_files;
+#[cfg(test)]
+mod tests_jobs;
+#[cfg(test)]
+mod tests_kpis;
+#[cfg(test)]
+mod tests_util;
 #[cfg(test)]
 mod tests_webhooks;
 mod webhooks;
+
+pub use files::PgFiles;
 
 use super::{Meta, StoreError, StoreResult};
 use async_trait::async_trait;
@@ -47,6 +60,8 @@ struct Inner {
     appender: appender::Appender,
     commits: watch::Sender<i64>,
     stop: CancellationToken,
+    /// The runtime the store was opened on (blocking file calls drive the client on it).
+    handle: tokio::runtime::Handle,
 }
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -102,6 +117,7 @@ impl PgStore {
                 pool,
                 commits,
                 stop,
+                handle: tokio::runtime::Handle::current(),
             }),
         })
     }

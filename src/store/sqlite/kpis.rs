@@ -4,21 +4,17 @@
 //! then one upsert per touched bucket), the KPI listing, and the evaluation of every rule of the
 //! touched KPIs, whose transitions append events and inbox items in the same transaction.
 use super::SqliteStore;
-use crate::domain::ids::IdKind;
-use crate::domain::kpi::{Agg, Condition, Granularity, Open, Step, step};
+use crate::domain::kpi::{Agg, Granularity};
 use crate::domain::time::now_rfc3339;
+use crate::store::StoreResult;
+use crate::store::alert_eval::{self, Effects, SeriesState};
 use crate::store::kpis::{
     AlertEffects, AlertRow, Alerts, BucketRow, KpiRow, Kpis, Recorded, RuleRow, SnapshotRow,
-    Transition, TransitionKind,
 };
-use crate::store::{EventRow, InboxRow, StoreResult};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-
-/// Most buckets one rule re-evaluates per write (a batch spanning more evaluates the newest).
-const MAX_EVAL_BUCKETS: usize = 2_000;
 
 type BucketKey = (String, String, i64, i64); // (kpi, facility or '', gran ms, bucket ms)
 
@@ -133,30 +129,8 @@ fn agg_from(i: usize) -> impl Fn(&Row<'_>) -> rusqlite::Result<Agg> {
     }
 }
 
-/// Everything one write produces besides rollups.
-struct Effects {
-    events: Vec<EventRow>,
-    inbox: Vec<InboxRow>,
-    transitions: usize,
-    /// Monotonic alert ids within one write.
-    ids: ulid::Generator,
-}
-
-fn push_history(a: &mut AlertRow, state: &str, at: &str, value: f64, bucket: i64) {
-    let mut h: Vec<serde_json::Value> = serde_json::from_str(&a.history).unwrap_or_default();
-    h.push(serde_json::json!({
-        "state": state, "at": at, "value": value,
-        "bucket_start": crate::domain::time::format_utc(
-            chrono::DateTime::from_timestamp_millis(bucket).unwrap_or_default()),
-    }));
-    a.history = serde_json::Value::Array(h).to_string();
-    a.state = state.to_string();
-    a.value = value;
-    a.bucket_start = bucket;
-}
-
-/// Evaluates one (rule, facility) series over the buckets a write changed (see docs/kpis.md).
-#[allow(clippy::too_many_arguments)]
+/// Evaluates one (rule, facility) series over the buckets a write changed (see docs/kpis.md
+/// and [`alert_eval`]).
 fn evaluate_series(
     c: &Connection,
     rule: &RuleRow,
@@ -168,14 +142,14 @@ fn evaluate_series(
 ) -> StoreResult<()> {
     let g = rule.granularity.millis();
     let org = rule.org_id.as_str();
-    let (mut last_bucket, open_id): (i64, Option<String>) = c
+    let (last_bucket, open_id): (i64, Option<String>) = c
         .prepare_cached(
             "SELECT last_bucket, open_alert FROM alert_series WHERE rule_id = ?1 AND facility_id = ?2",
         )?
         .query_row(params![rule.id, fac], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?
         .unwrap_or((i64::MIN, None));
-    let mut open: Option<AlertRow> = match open_id {
+    let open: Option<AlertRow> = match open_id {
         Some(id) => c
             .prepare_cached(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"))?
             .query_row([id], alert_from)
@@ -188,128 +162,28 @@ fn evaluate_series(
         )?
         .query_row(params![org, rule.kpi, fac, g], |r| r.get(0))?;
     let Some(head) = head else { return Ok(()) };
-    let n = rule.for_buckets.max(1);
-    let mut candidates = BTreeSet::new();
-    for b in changed {
-        for k in 0..i64::from(n) {
-            let x = b + k * g;
-            if x <= head {
-                candidates.insert(x);
-            }
-        }
-    }
-    candidates.insert(head);
-    let skip = candidates.len().saturating_sub(MAX_EVAL_BUCKETS);
-    let cond = Condition {
-        op: rule.op,
-        threshold: rule.threshold,
-        clear_threshold: rule.clear_threshold,
-    };
-    let facility = (!fac.is_empty()).then(|| fac.to_string());
-    for b in candidates.into_iter().skip(skip) {
-        let Some(agg) = read_agg(c, org, &rule.kpi, fac, g, b)? else {
-            continue;
-        };
-        let value = agg.value(rule.aggregate);
-        let mut streak = 0u32;
-        while streak < n {
-            let at = b - i64::from(streak) * g;
-            let v = if streak == 0 {
-                Some(agg)
-            } else {
-                read_agg(c, org, &rule.kpi, fac, g, at)?
-            };
-            match v {
-                Some(a) if cond.breaches(a.value(rule.aggregate)) => streak += 1,
-                _ => break,
-            }
-        }
-        let state = match open.as_ref().map(|a| a.state.as_str()) {
-            Some("pending") => Open::Pending,
-            Some("firing") => Open::Firing,
-            _ => Open::None,
-        };
-        let s = step(state, &cond, value, streak, n, b >= last_bucket);
-        last_bucket = last_bucket.max(b);
-        let fresh = |ids: &mut ulid::Generator| AlertRow {
-            id: format!(
-                "{}{}",
-                IdKind::Alert.prefix(),
-                ids.generate().unwrap_or_else(|_| ulid::Ulid::generate())
-            ),
-            org_id: org.to_string(),
-            rule_id: rule.id.clone(),
-            kpi: rule.kpi.clone(),
-            facility_id: facility.clone(),
-            state: String::new(),
-            value,
-            threshold: rule.threshold,
-            bucket_start: b,
-            started_at: now.to_string(),
-            fired_at: None,
-            resolved_at: None,
-            history: "[]".into(),
-        };
-        let kind = match s {
-            Step::Stay => continue,
-            Step::Pending => {
-                let mut a = fresh(&mut out.ids);
-                push_history(&mut a, "pending", now, value, b);
-                save_alert(c, &a)?;
-                open = Some(a);
-                None
-            }
-            Step::OpenFiring | Step::Fire => {
-                let mut a = match (s, open.take()) {
-                    (Step::Fire, Some(a)) => a,
-                    _ => fresh(&mut out.ids),
-                };
-                a.fired_at = Some(now.to_string());
-                push_history(&mut a, "firing", now, value, b);
-                save_alert(c, &a)?;
-                open = Some(a);
-                Some(TransitionKind::Fired)
-            }
-            Step::Resolve => {
-                let Some(mut a) = open.take() else { continue };
-                let fired = a.state == "firing";
-                a.resolved_at = Some(now.to_string());
-                push_history(&mut a, "resolved", now, value, b);
-                save_alert(c, &a)?;
-                out.transitions += 1;
-                if fired {
-                    emit(effects, out, TransitionKind::Resolved, &a, rule);
-                }
-                continue;
-            }
-        };
-        out.transitions += 1;
-        if let (Some(k), Some(a)) = (kind, open.as_ref()) {
-            emit(effects, out, k, a, rule);
-        }
+    let candidates = alert_eval::candidates(rule, changed, head);
+    let mut state = SeriesState { last_bucket, open };
+    let mut lookup = |b: i64| read_agg(c, org, &rule.kpi, fac, g, b);
+    let saves = alert_eval::evaluate(
+        rule,
+        fac,
+        &candidates,
+        &mut state,
+        &mut lookup,
+        now,
+        effects,
+        out,
+    )?;
+    for a in &saves {
+        save_alert(c, a)?;
     }
     c.prepare_cached(
         "INSERT INTO alert_series (rule_id, facility_id, last_bucket, open_alert) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (rule_id, facility_id) DO UPDATE SET last_bucket = excluded.last_bucket, open_alert = excluded.open_alert",
     )?
-    .execute(params![rule.id, fac, last_bucket, open.map(|a| a.id)])?;
+    .execute(params![rule.id, fac, state.last_bucket, state.open.map(|a| a.id)])?;
     Ok(())
-}
-
-fn emit(
-    effects: &dyn AlertEffects,
-    out: &mut Effects,
-    kind: TransitionKind,
-    a: &AlertRow,
-    rule: &RuleRow,
-) {
-    let (event, inbox) = effects.effects(&Transition {
-        kind,
-        alert: a.clone(),
-        rule: rule.clone(),
-    });
-    out.events.extend(event);
-    out.inbox.extend(inbox);
 }
 
 fn record(
@@ -406,12 +280,7 @@ fn record(
     }
     // Evaluate every rule of the touched KPIs, in a fixed order (rule id, facility, bucket).
     let now = now_rfc3339();
-    let mut out = Effects {
-        events: Vec::new(),
-        inbox: Vec::new(),
-        transitions: 0,
-        ids: ulid::Generator::new(),
-    };
+    let mut out = Effects::new();
     let mut rules_of = c.prepare_cached(&format!(
         "SELECT {RULE_COLUMNS} FROM alert_rules WHERE org_id = ?1 AND kpi = ?2 ORDER BY id"
     ))?;
