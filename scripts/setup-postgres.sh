@@ -2,10 +2,10 @@
 # Makes a PostgreSQL server reachable for the test suite and prints its admin URL on stdout.
 # Idempotent: does nothing when the URL already answers. Otherwise installs Debian's postgresql
 # package if it is missing, creates/starts the packaged cluster, and creates the `ipm` role.
-# Override the URL with IPM_TEST_PG_URL (then it must already work).
+# Override the URL with TEST_IPM_PG_URL (then it must already work).
 set -euo pipefail
 
-URL="${IPM_TEST_PG_URL:-postgres://ipm:ipm@127.0.0.1:5432/postgres}"
+URL="${TEST_IPM_PG_URL:-postgres://ipm:ipm@127.0.0.1:5432/postgres}"
 
 answers() { psql "$URL" -qtAc 'SELECT 1' >/dev/null 2>&1; }
 
@@ -13,8 +13,8 @@ if command -v psql >/dev/null && answers; then
     echo "$URL"
     exit 0
 fi
-if [[ -n "${IPM_TEST_PG_URL:-}" ]]; then
-    echo "IPM_TEST_PG_URL=$IPM_TEST_PG_URL does not answer" >&2
+if [[ -n "${TEST_IPM_PG_URL:-}" ]]; then
+    echo "TEST_IPM_PG_URL=$TEST_IPM_PG_URL does not answer" >&2
     exit 1
 fi
 

@@ -7,11 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup-test-tools.sh
-IPM_TEST_PG_URL="$(bash scripts/setup-postgres.sh)"
-export IPM_TEST_PG_URL
+TEST_IPM_PG_URL="$(bash scripts/setup-postgres.sh)"
+export TEST_IPM_PG_URL
 # Databases left by earlier runs of this suite.
-psql "$IPM_TEST_PG_URL" -qtAc "SELECT datname FROM pg_database WHERE datname LIKE 'ipm\_t\_%'" |
-    while read -r db; do psql "$IPM_TEST_PG_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true; done
+psql "$TEST_IPM_PG_URL" -qtAc "SELECT datname FROM pg_database WHERE datname LIKE 'ipm\_t\_%'" |
+    while read -r db; do psql "$TEST_IPM_PG_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true; done
 
 if cargo nextest --version >/dev/null 2>&1; then
     profile="default"
@@ -21,9 +21,9 @@ if cargo nextest --version >/dev/null 2>&1; then
     echo "== all targets, SQLite =="
     cargo nextest run --all-targets --profile "$profile" -E 'not test(/^multinode::/)' "$@"
     echo "== API suite, PostgreSQL =="
-    IPM_TEST_BACKEND=postgres cargo nextest run --test api --profile "$profile" "$@"
+    TEST_IPM_BACKEND=postgres cargo nextest run --test api --profile "$profile" "$@"
 else
     echo "cargo-nextest not found: falling back to cargo test" >&2
     cargo test --all-targets "$@" -- --skip multinode::
-    IPM_TEST_BACKEND=postgres cargo test --test api "$@"
+    TEST_IPM_BACKEND=postgres cargo test --test api "$@"
 fi

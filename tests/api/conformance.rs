@@ -34,14 +34,14 @@ impl Backend {
 }
 
 /// Every backend, each on fresh, empty storage. PostgreSQL joins whenever the test server is
-/// configured (`IPM_TEST_PG_URL`, which `scripts/test.sh` always sets).
+/// configured (`TEST_IPM_PG_URL`, which `scripts/test.sh` always sets).
 async fn backends() -> Vec<Backend> {
     let mut out = vec![Backend {
         name: "sqlite",
         kind: Kind::Sqlite,
         dir: tempfile::tempdir().unwrap(),
     }];
-    if std::env::var("IPM_TEST_PG_URL").is_ok() || crate::helpers::on_postgres() {
+    if std::env::var("TEST_IPM_PG_URL").is_ok() || crate::helpers::on_postgres() {
         out.push(Backend {
             name: "postgres",
             kind: Kind::Postgres(crate::helpers::fresh_database()),

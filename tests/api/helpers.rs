@@ -250,15 +250,15 @@ pub fn events(org: &str, prefix: &str, n: usize) -> Value {
     )
 }
 
-/// Whether the suite runs on PostgreSQL (`IPM_TEST_BACKEND=postgres`, set by `scripts/test.sh`
+/// Whether the suite runs on PostgreSQL (`TEST_IPM_BACKEND=postgres`, set by `scripts/test.sh`
 /// for its second pass); SQLite otherwise.
 pub fn on_postgres() -> bool {
-    std::env::var("IPM_TEST_BACKEND").is_ok_and(|v| v == "postgres")
+    std::env::var("TEST_IPM_BACKEND").is_ok_and(|v| v == "postgres")
 }
 
 /// The test PostgreSQL server's admin URL (`scripts/setup-postgres.sh` starts the server).
 pub fn pg_admin_url() -> String {
-    std::env::var("IPM_TEST_PG_URL")
+    std::env::var("TEST_IPM_PG_URL")
         .unwrap_or_else(|_| "postgres://ipm:ipm@127.0.0.1:5432/postgres".into())
 }
 
@@ -282,7 +282,7 @@ pub fn fresh_database() -> String {
         "creating a test database failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut url = url::Url::parse(&admin).expect("IPM_TEST_PG_URL is a URL");
+    let mut url = url::Url::parse(&admin).expect("TEST_IPM_PG_URL is a URL");
     url.set_path(&format!("/{name}"));
     url.to_string()
 }

@@ -19,7 +19,7 @@ const SEAL_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 fn require_postgres() -> String {
     assert!(
         on_postgres(),
-        "multi-node tests need IPM_TEST_BACKEND=postgres (scripts/test.sh runs them)"
+        "multi-node tests need TEST_IPM_BACKEND=postgres (scripts/test.sh runs them)"
     );
     crate::helpers::fresh_database()
 }
@@ -255,10 +255,12 @@ async fn an_export_started_on_one_node_downloads_from_another() {
     let url = require_postgres();
     let nodes = nodes(&url, 2).await;
     let (a, b) = (&nodes[0], &nodes[1]);
-    let batch: Vec<Value> = (0..2_500)
-        .map(|i| event("org_x", &format!("x{i}"), "orders.order.created"))
-        .collect();
-    a.publish(&Value::Array(batch)).await;
+    for part in 0..5 {
+        let batch: Vec<Value> = (part * 500..(part + 1) * 500)
+            .map(|i| event("org_x", &format!("x{i}"), "orders.order.created"))
+            .collect();
+        a.publish(&Value::Array(batch)).await;
+    }
     let r = a
         .req(Method::POST, "/v1/orgs/org_x/exports", &a.admin_key)
         .json(&json!({"filters": {}, "max_events_per_file": 1000}))

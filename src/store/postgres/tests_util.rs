@@ -4,9 +4,9 @@ use super::PgStore;
 use crate::domain::ids::{IdKind, new_id};
 use crate::store::EventRow;
 
-/// The server the tests use (`IPM_TEST_PG_URL`).
+/// The server the tests use (`TEST_IPM_PG_URL`).
 pub(super) fn server_url() -> String {
-    std::env::var("IPM_TEST_PG_URL")
+    std::env::var("TEST_IPM_PG_URL")
         .unwrap_or_else(|_| "postgres://ipm:ipm@127.0.0.1:5432/postgres".into())
 }
 

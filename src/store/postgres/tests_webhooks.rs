@@ -1,4 +1,4 @@
-//! Webhooks, deliveries and inbox on a real PostgreSQL (`IPM_TEST_PG_URL`).
+//! Webhooks, deliveries and inbox on a real PostgreSQL (`TEST_IPM_PG_URL`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use super::PgStore;
 use crate::domain::ids::{IdKind, new_id};
@@ -13,7 +13,7 @@ const OTHER: &str = "org_b";
 
 /// A fresh database and a store on it; [`Db::drop`] removes it at the end of a passing test.
 async fn store() -> (PgStore, Db) {
-    let base = std::env::var("IPM_TEST_PG_URL")
+    let base = std::env::var("TEST_IPM_PG_URL")
         .unwrap_or_else(|_| "postgres://ipm:ipm@127.0.0.1:5432/postgres".into());
     let (admin, conn) = tokio_postgres::connect(&base, NoTls).await.unwrap();
     tokio::spawn(conn);
