@@ -59,6 +59,14 @@ impl TestApp {
     /// Starts a server on `config`; `admin_key` is the key of a store that already has one
     /// (another node of the same database), else a fresh store must mint it.
     pub async fn start_node(config: Config, dir: TempDir, admin_key: Option<String>) -> TestApp {
+        // Server warnings in the test's captured output (shown when it fails).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("IPM_LOG")
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .with_test_writer()
+            .try_init();
         let app = App::build(config.clone()).await.expect("build app");
         let admin_key = app
             .minted_admin_key

@@ -54,6 +54,9 @@ struct Inner {
     in_flight: std::collections::HashSet<(String, String)>,
     /// Requests that arrived while the same delivery (path + `webhook-id`) was being handled.
     overlaps: usize,
+    /// Requests being handled now, and the most ever at once.
+    open: usize,
+    max_open: usize,
 }
 
 /// Removes a request from the in-flight set when it ends (answered, or the client went away).
@@ -64,10 +67,11 @@ struct InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if let Some(k) = self.key.take()
-            && let Ok(mut g) = self.inner.lock()
-        {
-            g.in_flight.remove(&k);
+        if let Ok(mut g) = self.inner.lock() {
+            g.open = g.open.saturating_sub(1);
+            if let Some(k) = self.key.take() {
+                g.in_flight.remove(&k);
+            }
         }
     }
 }
@@ -91,6 +95,8 @@ async fn handle(
     };
     let (reply, delay) = {
         let mut g = inner.lock().unwrap();
+        g.open += 1;
+        g.max_open = g.max_open.max(g.open);
         if let Some(id) = headers.get("webhook-id").and_then(|v| v.to_str().ok()) {
             let key = (uri.path().to_string(), id.to_string());
             if g.in_flight.insert(key.clone()) {
@@ -120,7 +126,9 @@ async fn handle(
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
     }
-    drop(guard);
+    if reply != Reply::Hang {
+        drop(guard);
+    }
     match reply {
         Reply::Ok => (StatusCode::OK, "ok").into_response(),
         Reply::Status(s) => {
@@ -133,6 +141,8 @@ async fn handle(
         )
             .into_response(),
         Reply::Hang => {
+            // Still open until the client gives up (the guard drops with this future).
+            let _open = guard;
             tokio::time::sleep(Duration::from_secs(3600)).await;
             StatusCode::OK.into_response()
         }
@@ -182,6 +192,11 @@ impl Receiver {
     /// Every request waits `d` before it is answered.
     pub fn set_delay(&self, d: Duration) {
         self.inner.lock().unwrap().delay = Some(d);
+    }
+
+    /// The most requests this receiver was handling at once.
+    pub fn max_concurrent(&self) -> usize {
+        self.inner.lock().unwrap().max_open
     }
 
     /// How many requests arrived while the same delivery was still being handled.

@@ -69,8 +69,8 @@ async fn claim_tx(
     // exactly "not claimable because of its lease").
     let leased = tx
         .prepare_cached(
-            "SELECT COUNT(*) FROM deliveries WHERE webhook_id = $1
-               AND status IN ('pending', 'failed') AND lease_until >= $2",
+            "SELECT COUNT(*) FROM deliveries WHERE webhook_id = $1 AND lease_until IS NOT NULL
+               AND lease_until >= $2 AND status IN ('pending', 'failed')",
         )
         .await?;
     let due = tx

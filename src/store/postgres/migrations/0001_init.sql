@@ -138,6 +138,8 @@ CREATE INDEX deliveries_due ON deliveries (webhook_id, next_attempt_at) WHERE st
 CREATE INDEX deliveries_head ON deliveries (webhook_id, seq) WHERE status IN ('pending', 'failed');
 CREATE INDEX deliveries_webhook ON deliveries (webhook_id, id);
 CREATE INDEX deliveries_held ON deliveries (webhook_id) WHERE status = 'held';
+-- Leases in force, counted against a webhook's max_in_flight across nodes at every claim.
+CREATE INDEX deliveries_leased ON deliveries (webhook_id, lease_until) WHERE lease_until IS NOT NULL;
 
 CREATE TABLE delivery_attempts (
     delivery_id            TEXT COLLATE "C"    NOT NULL,
