@@ -235,7 +235,10 @@ impl DeliveryWorker {
                 let extra = if prefetch { h.prefetch } else { 0 };
                 let have = h.in_flight + h.queue.len() as u32;
                 let want = (h.limit + extra).saturating_sub(have);
-                (want > 0).then(|| ClaimSlot {
+                // While prefetching, top a webhook up only once it is half empty: claims then
+                // come in batches instead of one writer round-trip per finished attempt.
+                let floor = if extra > 0 { (h.limit + extra) / 2 } else { 1 };
+                (want >= floor.max(1)).then(|| ClaimSlot {
                     webhook_id: id.clone(),
                     ordered: t.row.mode == "ordered",
                     free: want,
