@@ -27,4 +27,5 @@ mod receiver;
 mod schemathesis;
 mod smoke;
 mod webhooks;
+mod webhooks_claim;
 mod webhooks_heavy;
