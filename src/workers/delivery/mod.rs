@@ -199,6 +199,11 @@ impl DeliveryWorker {
             } else {
                 h.limit * PREFETCH_FACTOR
             };
+            if ordered {
+                // Switched to ordered mode: deliveries claimed ahead (out of sequence) must not
+                // be sent; their leases lapse and the head is claimed alone.
+                h.queue.clear();
+            }
             h.target = Some(t);
         }
         st.refreshed = Some(Instant::now());
