@@ -28,4 +28,5 @@ mod receiver;
 mod schemathesis;
 mod smoke;
 mod webhooks;
+mod webhooks_claim;
 mod webhooks_heavy;

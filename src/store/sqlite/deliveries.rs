@@ -134,8 +134,15 @@ fn claim_tx(
     )?;
     let mut event_body =
         c.prepare_cached("SELECT body FROM events WHERE seq = ?1 AND org_id = ?2")?;
+    let mut active =
+        c.prepare_cached("SELECT 1 FROM webhooks WHERE id = ?1 AND status = 'active'")?;
     for slot in slots {
         if slot.free == 0 {
+            continue;
+        }
+        // The worker's webhook list may be a little stale (it is cached): only the store's
+        // current status decides, so a paused or revoked webhook's delivery is never leased.
+        if !active.exists([&slot.webhook_id])? {
             continue;
         }
         let ids: Vec<String> = if slot.ordered {
