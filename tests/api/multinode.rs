@@ -133,7 +133,7 @@ async fn start_node(url: &str) -> Node {
         .env("IPM_WEBHOOKS__ENCRYPTION_KEY", SEAL_KEY)
         .env("IPM_WEBHOOKS__ALLOW_PRIVATE_TARGETS", "[\"127.0.0.0/8\"]")
         .env("IPM_WEBHOOKS__RETRY_SCHEDULE_SECS", "[1, 1, 1, 1, 1, 1]")
-        // A short attempt timeout keeps the lease (timeout + 30 s) of the killed node short.
+        // A short attempt timeout keeps the lease (3 × timeout + 30 s) of the killed node short.
         .env("IPM_WEBHOOKS__ATTEMPT_TIMEOUT_SECS", "2")
         .env_remove("IPM_ADMIN_KEY")
         .stdout(Stdio::piped())
@@ -220,7 +220,7 @@ async fn failover_after_kill_9_of_one_of_three_nodes_delivers_every_pair_without
         }
     }
     assert_eq!(accepted.len(), 5_000);
-    // The killed node's leases expire (attempt timeout + 30 s); the survivors take them over.
+    // The killed node's leases expire (3 × attempt timeout + 30 s); the survivors take them over.
     let deadline = Instant::now() + Duration::from_secs(150);
     for (i, rx) in rxs.iter().enumerate() {
         loop {

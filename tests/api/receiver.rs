@@ -126,9 +126,8 @@ async fn handle(
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
     }
-    if reply != Reply::Hang {
-        drop(guard);
-    }
+    // A hanging request stays open until the client gives up (the guard drops with this future).
+    let hanging = (reply == Reply::Hang).then_some(guard);
     match reply {
         Reply::Ok => (StatusCode::OK, "ok").into_response(),
         Reply::Status(s) => {
@@ -141,8 +140,7 @@ async fn handle(
         )
             .into_response(),
         Reply::Hang => {
-            // Still open until the client gives up (the guard drops with this future).
-            let _open = guard;
+            let _open = hanging;
             tokio::time::sleep(Duration::from_secs(3600)).await;
             StatusCode::OK.into_response()
         }

@@ -235,6 +235,9 @@ async fn a_dead_endpoint_does_not_delay_a_healthy_one() {
             dead_held <= 8,
             "the dead endpoint got {dead_held} concurrent requests (limit 8)"
         );
+        eprintln!(
+            "isolation trial: healthy p99 alone {alone:.1} ms, beside a dead endpoint {beside:.1} ms"
+        );
         seen.push((alone, beside));
         if beside <= (2.0 * alone).max(alone + 25.0) {
             return;

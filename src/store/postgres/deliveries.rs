@@ -5,6 +5,7 @@
 //!
 //! Lock order (as everywhere in this backend): webhook rows (sorted by id), then delivery rows.
 use super::PgStore;
+use super::group::Commit;
 use super::webhooks::as_u32;
 use crate::domain::time::{format_utc, now_rfc3339};
 use crate::store::{
@@ -12,8 +13,10 @@ use crate::store::{
     StoreResult,
 };
 use async_trait::async_trait;
+use deadpool_postgres::Pool;
 use deadpool_postgres::Transaction;
 use std::collections::HashMap;
+use std::sync::Arc;
 use tokio_postgres::Row;
 
 const DCOLS: &str =
@@ -52,13 +55,27 @@ async fn claim_tx(
     if slots.is_empty() {
         return Ok(Vec::new());
     }
-    // Lock the slots' active webhooks in id order: another node claiming (or recording) for the
-    // same webhook waits until this transaction ends, so the leased count below stays true.
+    // Concurrent webhooks: each node keeps its own `max_in_flight` (the worker's slots), so a
+    // lease held by a result still being recorded never stalls the next claim. Ordered webhooks
+    // are one in flight across *all* nodes: their rows are locked (in id order, so two claimers
+    // never deadlock) and the count of leases below is checked under that lock.
     let ids: Vec<&str> = slots.iter().map(|s| s.webhook_id.as_str()).collect();
+    let mut ordered: Vec<&str> = slots
+        .iter()
+        .filter(|s| s.ordered)
+        .map(|s| s.webhook_id.as_str())
+        .collect();
+    ordered.sort_unstable();
+    if !ordered.is_empty() {
+        tx.execute(
+            "SELECT 1 FROM webhooks WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+            &[&ordered],
+        )
+        .await?;
+    }
     let active: HashMap<String, i64> = tx
         .query(
-            "SELECT id, max_in_flight FROM webhooks WHERE id = ANY($1) AND status = 'active'
-             ORDER BY id FOR UPDATE",
+            "SELECT id, max_in_flight FROM webhooks WHERE id = ANY($1) AND status = 'active'",
             &[&ids],
         )
         .await?
@@ -94,32 +111,33 @@ async fn claim_tx(
              FOR UPDATE SKIP LOCKED",
         )
         .await?;
+    // One statement leases a slot's deliveries and fetches their bodies (the delivery's own, or
+    // the stored event's; NULL when retention purged it).
     let lease = tx
         .prepare_cached(
-            "UPDATE deliveries SET lease_until = $2, claimed_by = $3, lease_token = lease_token + 1
-             WHERE id = $1
-             RETURNING org_id, webhook_id, event_id, event_type, attempt_count, lease_token, body,
-               seq, ingested_at",
+            "UPDATE deliveries d SET lease_until = $2, claimed_by = $3, lease_token = d.lease_token + 1
+             WHERE d.id = ANY($1)
+             RETURNING d.id, d.org_id, d.webhook_id, d.event_id, d.event_type, d.attempt_count,
+               d.lease_token,
+               COALESCE(d.body, (SELECT e.body FROM events e WHERE e.seq = d.seq AND e.org_id = d.org_id)),
+               d.ingested_at",
         )
-        .await?;
-    let event_body = tx
-        .prepare_cached("SELECT body FROM events WHERE seq = $1 AND org_id = $2")
         .await?;
     let mut out = Vec::new();
     for slot in slots {
         let Some(&max) = active.get(&slot.webhook_id) else {
             continue;
         };
-        let in_flight: i64 = tx
-            .query_one(&leased, &[&slot.webhook_id, &now])
-            .await?
-            .get(0);
-        let room = (max - in_flight).min(i64::from(slot.free));
+        let room = max.min(i64::from(slot.free));
         if room <= 0 {
             continue;
         }
         let ids: Vec<String> = if slot.ordered {
             // Only the head, and only while nothing of this webhook is in flight on any node.
+            let in_flight: i64 = tx
+                .query_one(&leased, &[&slot.webhook_id, &now])
+                .await?
+                .get(0);
             if in_flight > 0 {
                 continue;
             }
@@ -139,32 +157,59 @@ async fn claim_tx(
                 .map(|r| r.get(0))
                 .collect()
         };
+        if ids.is_empty() {
+            continue;
+        }
+        let rows = tx
+            .query(&lease, &[&ids, &(now + lease_ms), &claimer])
+            .await?;
+        let mut by_id: HashMap<String, tokio_postgres::Row> =
+            rows.into_iter().map(|r| (r.get(0), r)).collect();
+        // In claim order (due time, then sequence).
         for id in ids {
-            let r = tx
-                .query_one(&lease, &[&id, &(now + lease_ms), &claimer])
-                .await?;
-            let org_id: String = r.get(0);
-            let body: Option<String> = match r.get::<_, Option<String>>(6) {
-                Some(b) => Some(b),
-                None => tx
-                    .query_opt(&event_body, &[&r.get::<_, i64>(7), &org_id])
-                    .await?
-                    .map(|e| e.get(0)),
-            };
+            let Some(r) = by_id.remove(&id) else { continue };
             out.push(Claimed {
                 id,
-                org_id,
-                webhook_id: r.get(1),
-                event_id: r.get(2),
-                event_type: r.get(3),
-                attempt: as_u32(r.get(4)).saturating_add(1),
-                lease_token: r.get(5),
-                body,
+                org_id: r.get(1),
+                webhook_id: r.get(2),
+                event_id: r.get(3),
+                event_type: r.get(4),
+                attempt: as_u32(r.get(5)).saturating_add(1),
+                lease_token: r.get(6),
+                body: r.get(7),
                 ingested_at_ms: r.get(8),
             });
         }
     }
     Ok(out)
+}
+
+/// Claims and attempt records are answered at commit, before the WAL flush, as on SQLite
+/// (`Writer::run_relaxed`): losing one in a database crash only means a delivery is sent again
+/// with the same `webhook-id`, which at-least-once allows. Not waiting for the flush keeps the
+/// webhook row (locked by claims and records to count in-flight leases) free for the next one.
+async fn relaxed(tx: &Transaction<'_>) -> StoreResult<()> {
+    tx.batch_execute("SET LOCAL synchronous_commit = off")
+        .await?;
+    Ok(())
+}
+
+/// One group of attempt records: one relaxed transaction (the latest `now` of the group).
+pub(super) fn record_commit(pool: &Pool) -> Commit<(i64, AttemptRecord), Recorded> {
+    let pool = pool.clone();
+    Arc::new(move |items| {
+        let pool = pool.clone();
+        Box::pin(async move {
+            let now_ms = items.iter().map(|(n, _)| *n).max().unwrap_or(0);
+            let records = items.into_iter().map(|(_, r)| r).collect();
+            let mut c = pool.get().await?;
+            let tx = c.transaction().await?;
+            relaxed(&tx).await?;
+            let out = record_tx(&tx, now_ms, records).await?;
+            tx.commit().await?;
+            Ok(out)
+        })
+    })
 }
 
 async fn record_tx(
@@ -175,102 +220,134 @@ async fn record_tx(
     let now = chrono::DateTime::from_timestamp_millis(now_ms)
         .map(format_utc)
         .unwrap_or_else(now_rfc3339);
-    // Webhook rows first (sorted), as claims do, so the two never deadlock.
+    // Set-based, so a group costs the same few round trips whatever its size. Webhook rows are
+    // locked first (sorted), as claims do, so the two never deadlock.
     let mut wids: Vec<&str> = records.iter().map(|r| r.webhook_id.as_str()).collect();
     wids.sort_unstable();
     wids.dedup();
-    tx.execute(
-        "SELECT 1 FROM webhooks WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-        &[&wids],
-    )
-    .await?;
-    let upd = tx
-        .prepare_cached(
-            "UPDATE deliveries SET
-               status = CASE WHEN $2::text IN ('failed', 'pending')
-                              AND COALESCE((SELECT status FROM webhooks WHERE id = $3), 'revoked') <> 'active'
-                             THEN 'held' ELSE $2::text END,
-               attempt_count = $4, next_attempt_at = COALESCE($5, next_attempt_at),
-               lease_until = NULL, claimed_by = NULL, last_status_code = $6, updated_at = $7
-             WHERE id = $1 AND lease_token = $8",
+    let health: HashMap<String, (String, i64, Option<i64>)> = tx
+        .query(
+            "SELECT id, status, consecutive_failures, first_failure_at FROM webhooks
+             WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+            &[&wids],
         )
-        .await?;
-    let ins = tx
-        .prepare_cached(
-            "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms,
-               status_code, error, response_body_excerpt) VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT (delivery_id, attempt) DO UPDATE SET started_at = excluded.started_at,
-               duration_ms = excluded.duration_ms, status_code = excluded.status_code,
-               error = excluded.error, response_body_excerpt = excluded.response_body_excerpt",
+        .await?
+        .into_iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3))))
+        .collect();
+    // The delivery rows, fenced by the claim's token; non-terminal results of a webhook that is
+    // no longer active become `held`.
+    let (mut ids, mut statuses, mut attempts, mut nexts, mut codes, mut tokens) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for r in &records {
+        let active = health.get(&r.webhook_id).is_some_and(|h| h.0 == "active");
+        let status = if matches!(r.new_status.as_str(), "failed" | "pending") && !active {
+            "held"
+        } else {
+            r.new_status.as_str()
+        };
+        ids.push(r.delivery_id.as_str());
+        statuses.push(status);
+        attempts.push(i64::from(r.attempt.attempt));
+        nexts.push(r.next_attempt_at_ms);
+        codes.push(r.attempt.status_code.map(i64::from));
+        tokens.push(r.lease_token);
+    }
+    let applied: std::collections::HashSet<String> = tx
+        .query(
+            "UPDATE deliveries d SET status = u.st, attempt_count = u.att,
+               next_attempt_at = COALESCE(u.nxt, d.next_attempt_at), lease_until = NULL,
+               claimed_by = NULL, last_status_code = u.code, updated_at = $7
+             FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::int8[])
+               AS u(id, st, att, nxt, code, tok)
+             WHERE d.id = u.id AND d.lease_token = u.tok
+             RETURNING d.id",
+            &[&ids, &statuses, &attempts, &nexts, &codes, &tokens, &now],
         )
-        .await?;
-    let ok = tx
-        .prepare_cached(
-            "UPDATE webhooks SET consecutive_failures = 0, first_failure_at = NULL,
-               last_success_at = $2 WHERE id = $1",
-        )
-        .await?;
-    let bad = tx
-        .prepare_cached(
-            "UPDATE webhooks SET consecutive_failures = consecutive_failures + 1,
-               first_failure_at = COALESCE(first_failure_at, $2), total_failures = total_failures + 1,
-               last_failure_at = $3 WHERE id = $1",
-        )
-        .await?;
-    let health = tx
-        .prepare_cached("SELECT consecutive_failures, first_failure_at FROM webhooks WHERE id = $1")
-        .await?;
+        .await?
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect();
+    // Attempts of the applied records; webhook health replayed in record order.
+    let (mut a_id, mut a_no, mut a_at, mut a_dur, mut a_code, mut a_err, mut a_ex) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut running: HashMap<&str, (i64, Option<i64>, bool, bool)> = health
+        .iter()
+        .map(|(k, v)| (k.as_str(), (v.1, v.2, false, false)))
+        .collect();
+    let mut failures: HashMap<&str, i64> = HashMap::new();
     let mut out = Vec::with_capacity(records.len());
-    for r in records {
-        let a = &r.attempt;
-        let attempt = i64::from(a.attempt);
-        let code = a.status_code.map(i64::from);
-        let n = tx
-            .execute(
-                &upd,
-                &[
-                    &r.delivery_id,
-                    &r.new_status,
-                    &r.webhook_id,
-                    &attempt,
-                    &r.next_attempt_at_ms,
-                    &code,
-                    &now,
-                    &r.lease_token,
-                ],
-            )
-            .await?;
-        if n == 1 {
-            tx.execute(
-                &ins,
-                &[
-                    &r.delivery_id,
-                    &attempt,
-                    &a.started_at,
-                    &(a.duration_ms as i64),
-                    &code,
-                    &a.error,
-                    &a.response_body_excerpt,
-                ],
-            )
-            .await?;
-            if r.success {
-                tx.execute(&ok, &[&r.webhook_id, &now]).await?;
-            } else {
-                tx.execute(&bad, &[&r.webhook_id, &r.started_ms, &now])
-                    .await?;
+    for r in &records {
+        let ok = applied.contains(&r.delivery_id);
+        if ok {
+            let a = &r.attempt;
+            a_id.push(r.delivery_id.as_str());
+            a_no.push(i64::from(a.attempt));
+            a_at.push(a.started_at.as_str());
+            a_dur.push(a.duration_ms as i64);
+            a_code.push(a.status_code.map(i64::from));
+            a_err.push(a.error.as_deref());
+            a_ex.push(a.response_body_excerpt.as_deref());
+            if let Some(h) = running.get_mut(r.webhook_id.as_str()) {
+                if r.success {
+                    *h = (0, None, true, h.3);
+                } else {
+                    *h = (h.0 + 1, h.1.or(Some(r.started_ms)), h.2, true);
+                    *failures.entry(r.webhook_id.as_str()).or_default() += 1;
+                }
             }
         }
-        let (cf, first) = match tx.query_opt(&health, &[&r.webhook_id]).await? {
-            Some(h) => (as_u32(h.get(0)), h.get(1)),
-            None => (0, None),
-        };
+        let (cf, first) = running
+            .get(r.webhook_id.as_str())
+            .map(|h| (as_u32(h.0), h.1))
+            .unwrap_or((0, None));
         out.push(Recorded {
-            webhook_id: r.webhook_id,
-            applied: n == 1,
+            webhook_id: r.webhook_id.clone(),
+            applied: ok,
             consecutive_failures: cf,
             first_failure_at_ms: first,
         });
+    }
+    if !a_id.is_empty() {
+        tx.execute(
+            "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms,
+               status_code, error, response_body_excerpt)
+             SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::int8[],
+                                  $6::text[], $7::text[])
+             ON CONFLICT (delivery_id, attempt) DO UPDATE SET started_at = excluded.started_at,
+               duration_ms = excluded.duration_ms, status_code = excluded.status_code,
+               error = excluded.error, response_body_excerpt = excluded.response_body_excerpt",
+            &[&a_id, &a_no, &a_at, &a_dur, &a_code, &a_err, &a_ex],
+        )
+        .await?;
+    }
+    // One update per webhook with its final health (`last_success_at` / `last_failure_at` only
+    // when the group had a success / failure).
+    let (mut w_id, mut w_cf, mut w_first, mut w_fail, mut w_ok, mut w_bad) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for (wid, (cf, first, any_ok, any_bad)) in &running {
+        if !any_ok && !any_bad {
+            continue;
+        }
+        w_id.push(*wid);
+        w_cf.push(*cf);
+        w_first.push(*first);
+        w_fail.push(failures.get(wid).copied().unwrap_or(0));
+        w_ok.push(*any_ok);
+        w_bad.push(*any_bad);
+    }
+    if !w_id.is_empty() {
+        tx.execute(
+            "UPDATE webhooks w SET consecutive_failures = u.cf, first_failure_at = u.ff,
+               total_failures = w.total_failures + u.nf,
+               last_success_at = CASE WHEN u.ok THEN $7 ELSE w.last_success_at END,
+               last_failure_at = CASE WHEN u.bad THEN $7 ELSE w.last_failure_at END
+             FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::bool[], $6::bool[])
+               AS u(id, cf, ff, nf, ok, bad)
+             WHERE w.id = u.id",
+            &[&w_id, &w_cf, &w_first, &w_fail, &w_ok, &w_bad, &now],
+        )
+        .await?;
     }
     Ok(out)
 }
@@ -325,6 +402,7 @@ impl Deliveries for PgStore {
     ) -> StoreResult<Vec<Claimed>> {
         let mut c = self.conn().await?;
         let tx = c.transaction().await?;
+        relaxed(&tx).await?;
         let out = claim_tx(&tx, now_ms, lease_ms, claimer, slots).await?;
         tx.commit().await?;
         Ok(out)
@@ -334,11 +412,11 @@ impl Deliveries for PgStore {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        let mut c = self.conn().await?;
-        let tx = c.transaction().await?;
-        let out = record_tx(&tx, now_ms, records).await?;
-        tx.commit().await?;
-        Ok(out)
+        // Concurrent attempts' results share one transaction (see `group.rs`).
+        self.inner
+            .recorder
+            .call(records.into_iter().map(|r| (now_ms, r)).collect())
+            .await
     }
 
     /// Drops nothing. On SQLite one process owns the queue, so at start every lease belongs to

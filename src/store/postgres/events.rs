@@ -324,7 +324,7 @@ impl EventLog for PgStore {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        self.inner.appender.append(rows).await
+        self.inner.appender.call(rows).await
     }
 
     async fn page(

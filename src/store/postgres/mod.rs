@@ -11,10 +11,10 @@
 //! - Commits are announced with `NOTIFY ipm_commits` (payload: the highest sequence), which every
 //!   node's listener turns into its [`EventLog::commits`](super::EventLog::commits) signal.
 //! - Work is leased with `FOR UPDATE SKIP LOCKED` and fenced by tokens (deliveries, jobs).
-mod appender;
 mod deliveries;
 mod events;
 mod files;
+mod group;
 mod inbox;
 mod jobs;
 mod keys;
@@ -57,7 +57,10 @@ pub struct PgStore {
 
 struct Inner {
     pool: Pool,
-    appender: appender::Appender,
+    /// Group commit of event appends.
+    appender: group::Group<super::EventRow, super::AppendOutcome>,
+    /// Group commit of delivery attempt records.
+    recorder: group::Group<(i64, super::AttemptRecord), super::Recorded>,
     commits: watch::Sender<i64>,
     stop: CancellationToken,
     /// The runtime the store was opened on (blocking file calls drive the client on it).
@@ -110,10 +113,12 @@ impl PgStore {
         let (commits, _) = watch::channel(last);
         let stop = CancellationToken::new();
         tokio::spawn(listen(config, commits.clone(), stop.clone()));
-        let appender = appender::Appender::spawn(pool.clone(), commits.clone(), stop.clone());
+        let appender = group::Group::spawn(4, 4_000, append_commit(&pool, &commits), stop.clone());
+        let recorder = group::Group::spawn(2, 512, deliveries::record_commit(&pool), stop.clone());
         Ok(Self {
             inner: Arc::new(Inner {
                 appender,
+                recorder,
                 pool,
                 commits,
                 stop,
@@ -134,6 +139,25 @@ impl PgStore {
     pub(crate) fn notify_commit(&self, last: i64) {
         bump(&self.inner.commits, last);
     }
+}
+
+/// One group of event appends: one transaction, then the commit is announced locally.
+fn append_commit(
+    pool: &Pool,
+    commits: &watch::Sender<i64>,
+) -> group::Commit<super::EventRow, super::AppendOutcome> {
+    let (pool, commits) = (pool.clone(), commits.clone());
+    Arc::new(move |rows| {
+        let (pool, commits) = (pool.clone(), commits.clone());
+        Box::pin(async move {
+            let mut c = pool.get().await?;
+            let tx = c.transaction().await?;
+            let (out, last) = events::append_rows(&tx, rows).await?;
+            tx.commit().await?;
+            bump(&commits, last);
+            Ok(out)
+        })
+    })
 }
 
 fn bump(commits: &watch::Sender<i64>, last: i64) {
