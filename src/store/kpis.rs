@@ -171,3 +171,82 @@ pub trait Alerts: Send + Sync {
 
 /// Shared handle for effects builders.
 pub type DynEffects = Arc<dyn AlertEffects>;
+
+/// (kpi, facility or '' = org-wide, granularity ms, bucket start ms).
+pub(crate) type BucketKey = (String, String, i64, i64);
+
+/// A snapshot batch folded the way every backend writes it: one aggregate per touched bucket
+/// (per facility and org-wide, every granularity) and per KPI (unit, aggregate, latest facility).
+pub(crate) struct Folded<'a> {
+    pub buckets: std::collections::BTreeMap<BucketKey, Agg>,
+    pub latest: std::collections::BTreeMap<&'a str, (Option<&'a str>, Agg, Option<&'a str>)>,
+}
+
+impl<'a> Folded<'a> {
+    pub(crate) fn fold(rows: &'a [SnapshotRow]) -> Self {
+        let mut f = Folded {
+            buckets: std::collections::BTreeMap::new(),
+            latest: std::collections::BTreeMap::new(),
+        };
+        for s in rows {
+            let fac = s.facility_id.as_deref().unwrap_or("");
+            let one = Agg::one(s.value, s.observed_at);
+            let ms = s.observed_at.div_euclid(1_000_000);
+            for g in Granularity::ALL {
+                let b = g.bucket_of(ms);
+                let mut add = |facility: &str| {
+                    f.buckets
+                        .entry((s.kpi.clone(), facility.to_string(), g.millis(), b))
+                        .and_modify(|a| a.merge(&one))
+                        .or_insert(one);
+                };
+                add("");
+                if !fac.is_empty() {
+                    add(fac);
+                }
+            }
+            match f.latest.get_mut(s.kpi.as_str()) {
+                Some(e) => {
+                    if one.last_at >= e.1.last_at {
+                        e.2 = s.facility_id.as_deref();
+                    }
+                    e.1.merge(&one);
+                    if s.unit.is_some() {
+                        e.0 = s.unit.as_deref();
+                    }
+                }
+                None => {
+                    f.latest.insert(
+                        s.kpi.as_str(),
+                        (s.unit.as_deref(), one, s.facility_id.as_deref()),
+                    );
+                }
+            }
+        }
+        f
+    }
+
+    /// The series `rule` evaluates after this batch: facility ('' = org-wide) → changed buckets.
+    pub(crate) fn series_of(
+        &self,
+        rule: &RuleRow,
+    ) -> std::collections::BTreeMap<&str, std::collections::BTreeSet<i64>> {
+        let g = rule.granularity.millis();
+        let mut series: std::collections::BTreeMap<&str, std::collections::BTreeSet<i64>> =
+            std::collections::BTreeMap::new();
+        for (k, f, gg, b) in self.buckets.keys() {
+            if *k != rule.kpi || *gg != g {
+                continue;
+            }
+            let wanted = match rule.facility_id.as_deref() {
+                None => f.is_empty(),
+                Some("each") => !f.is_empty(),
+                Some(x) => f == x,
+            };
+            if wanted {
+                series.entry(f.as_str()).or_default().insert(*b);
+            }
+        }
+        series
+    }
+}

@@ -11,16 +11,14 @@ use crate::domain::kpi::{Agg, Granularity};
 use crate::domain::time::now_rfc3339;
 use crate::store::alert_eval::{self, Effects, SeriesState};
 use crate::store::kpis::{
-    AlertEffects, AlertRow, Alerts, BucketRow, KpiRow, Kpis, Recorded, RuleRow, SnapshotRow,
+    AlertEffects, AlertRow, Alerts, BucketRow, Folded, KpiRow, Kpis, Recorded, RuleRow, SnapshotRow,
 };
-use crate::store::{InboxRow, StoreError, StoreResult};
+use crate::store::{StoreError, StoreResult};
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use tokio_postgres::Row;
-
-type BucketKey = (String, String, i64, i64); // (kpi, facility or '', gran ms, bucket ms)
 
 fn enum_of<T: serde::de::DeserializeOwned>(s: &str) -> StoreResult<T> {
     serde_json::from_value(serde_json::Value::String(s.to_string()))
@@ -115,34 +113,6 @@ async fn save_alert(tx: &Transaction<'_>, a: &AlertRow) -> StoreResult<()> {
             &a.fired_at,
             &a.resolved_at,
             &a.history,
-        ],
-    )
-    .await?;
-    Ok(())
-}
-
-/// Inserts an inbox item inside the caller's transaction.
-pub(super) async fn insert_inbox_tx(tx: &Transaction<'_>, i: &InboxRow) -> StoreResult<()> {
-    let st = tx
-        .prepare_cached(
-            "INSERT INTO inbox (id, org_id, kind, severity, title, body, ref_type, ref_id, created_at, acked_at, acked_context)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .await?;
-    tx.execute(
-        &st,
-        &[
-            &i.id,
-            &i.org_id,
-            &i.kind,
-            &i.severity,
-            &i.title,
-            &i.body,
-            &i.ref_type,
-            &i.ref_id,
-            &i.created_at,
-            &i.acked_at,
-            &i.acked_context,
         ],
     )
     .await?;
@@ -249,50 +219,17 @@ async fn record(
 ) -> StoreResult<(Recorded, i64)> {
     // Writes and evaluations of one org run one at a time, across nodes.
     lock_orgs(tx, [org]).await?;
-    let mut buckets: BTreeMap<BucketKey, Agg> = BTreeMap::new();
-    let mut latest: BTreeMap<&str, (Option<&str>, Agg, Option<&str>)> = BTreeMap::new();
     let (mut r_kpi, mut r_fac, mut r_at, mut r_val, mut r_unit) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for s in rows {
-        let fac = s.facility_id.as_deref().unwrap_or("");
         r_kpi.push(s.kpi.as_str());
-        r_fac.push(fac);
+        r_fac.push(s.facility_id.as_deref().unwrap_or(""));
         r_at.push(s.observed_at);
         r_val.push(s.value);
         r_unit.push(s.unit.as_deref());
-        let one = Agg::one(s.value, s.observed_at);
-        let ms = s.observed_at.div_euclid(1_000_000);
-        for g in Granularity::ALL {
-            let b = g.bucket_of(ms);
-            let mut add = |f: &str| {
-                buckets
-                    .entry((s.kpi.clone(), f.to_string(), g.millis(), b))
-                    .and_modify(|a| a.merge(&one))
-                    .or_insert(one);
-            };
-            add("");
-            if !fac.is_empty() {
-                add(fac);
-            }
-        }
-        match latest.get_mut(s.kpi.as_str()) {
-            Some(e) => {
-                if one.last_at >= e.1.last_at {
-                    e.2 = s.facility_id.as_deref();
-                }
-                e.1.merge(&one);
-                if s.unit.is_some() {
-                    e.0 = s.unit.as_deref();
-                }
-            }
-            None => {
-                latest.insert(
-                    s.kpi.as_str(),
-                    (s.unit.as_deref(), one, s.facility_id.as_deref()),
-                );
-            }
-        }
     }
+    let folded = Folded::fold(rows);
+    let (buckets, latest) = (&folded.buckets, &folded.latest);
     tx.execute(
         "INSERT INTO kpi_snapshots (org_id, kpi, facility_id, observed_at, value, unit)
          SELECT $1, k, f, a, v, u FROM unnest($2::text[], $3::text[], $4::int8[], $5::float8[], $6::text[])
@@ -301,7 +238,7 @@ async fn record(
     )
     .await?;
     let mut cols = RollupColumns::default();
-    for ((kpi, fac, g, b), a) in &buckets {
+    for ((kpi, fac, g, b), a) in buckets {
         cols.kpi.push(kpi);
         cols.fac.push(fac);
         cols.gran.push(*g);
@@ -352,7 +289,7 @@ async fn record(
                snapshots = p.snapshots + excluded.snapshots",
         )
         .await?;
-    for (kpi, (unit, a, fac)) in &latest {
+    for (kpi, (unit, a, fac)) in latest {
         tx.execute(
             &kp,
             &[&org, kpi, unit, &a.last_value, &a.last_at, fac, &a.count],
@@ -375,21 +312,7 @@ async fn record(
             .map(rule_from)
             .collect::<StoreResult<Vec<_>>>()?;
         for rule in &rules {
-            let g = rule.granularity.millis();
-            let mut series: BTreeMap<&str, BTreeSet<i64>> = BTreeMap::new();
-            for (k, f, gg, b) in buckets.keys() {
-                if k != kpi || *gg != g {
-                    continue;
-                }
-                let wanted = match rule.facility_id.as_deref() {
-                    None => f.is_empty(),
-                    Some("each") => !f.is_empty(),
-                    Some(x) => f == x,
-                };
-                if wanted {
-                    series.entry(f.as_str()).or_default().insert(*b);
-                }
-            }
+            let series = folded.series_of(rule);
             for (fac, changed) in &series {
                 evaluate_series(tx, rule, fac, changed, &now, effects, &mut out).await?;
             }
@@ -401,7 +324,7 @@ async fn record(
         last = seq;
     }
     for i in &out.inbox {
-        insert_inbox_tx(tx, i).await?;
+        super::inbox::insert(tx, i).await?;
     }
     Ok((
         Recorded {

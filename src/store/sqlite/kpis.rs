@@ -9,14 +9,12 @@ use crate::domain::time::now_rfc3339;
 use crate::store::StoreResult;
 use crate::store::alert_eval::{self, Effects, SeriesState};
 use crate::store::kpis::{
-    AlertEffects, AlertRow, Alerts, BucketRow, KpiRow, Kpis, Recorded, RuleRow, SnapshotRow,
+    AlertEffects, AlertRow, Alerts, BucketRow, Folded, KpiRow, Kpis, Recorded, RuleRow, SnapshotRow,
 };
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
-
-type BucketKey = (String, String, i64, i64); // (kpi, facility or '', gran ms, bucket ms)
 
 fn enum_of<T: serde::de::DeserializeOwned>(s: &str) -> rusqlite::Result<T> {
     serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|e| {
@@ -195,44 +193,12 @@ fn record(
     let mut raw = c.prepare_cached(
         "INSERT INTO kpi_snapshots (org_id, kpi, facility_id, observed_at, value, unit) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
-    let mut buckets: BTreeMap<BucketKey, Agg> = BTreeMap::new();
-    let mut latest: BTreeMap<&str, (Option<&str>, Agg, Option<&str>)> = BTreeMap::new();
     for s in rows {
         let fac = s.facility_id.as_deref().unwrap_or("");
         raw.execute(params![org, s.kpi, fac, s.observed_at, s.value, s.unit])?;
-        let one = Agg::one(s.value, s.observed_at);
-        let ms = s.observed_at.div_euclid(1_000_000);
-        for g in Granularity::ALL {
-            let b = g.bucket_of(ms);
-            let mut add = |f: &str| {
-                buckets
-                    .entry((s.kpi.clone(), f.to_string(), g.millis(), b))
-                    .and_modify(|a| a.merge(&one))
-                    .or_insert(one);
-            };
-            add("");
-            if !fac.is_empty() {
-                add(fac);
-            }
-        }
-        match latest.get_mut(s.kpi.as_str()) {
-            Some(e) => {
-                if one.last_at >= e.1.last_at {
-                    e.2 = s.facility_id.as_deref();
-                }
-                e.1.merge(&one);
-                if s.unit.is_some() {
-                    e.0 = s.unit.as_deref();
-                }
-            }
-            None => {
-                latest.insert(
-                    s.kpi.as_str(),
-                    (s.unit.as_deref(), one, s.facility_id.as_deref()),
-                );
-            }
-        }
     }
+    let folded = Folded::fold(rows);
+    let (buckets, latest) = (&folded.buckets, &folded.latest);
     let mut up = c.prepare_cached(
         "INSERT INTO kpi_rollups (org_id, kpi, facility_id, gran, bucket, count, min, max, sum, last_value, last_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
@@ -242,7 +208,7 @@ fn record(
            last_value = CASE WHEN excluded.last_at >= last_at THEN excluded.last_value ELSE last_value END,
            last_at = MAX(last_at, excluded.last_at)",
     )?;
-    for ((kpi, fac, g, b), a) in &buckets {
+    for ((kpi, fac, g, b), a) in buckets {
         up.execute(params![
             org,
             kpi,
@@ -267,7 +233,7 @@ fn record(
            last_at = MAX(last_at, excluded.last_at),
            snapshots = snapshots + excluded.snapshots",
     )?;
-    for (kpi, (unit, a, fac)) in &latest {
+    for (kpi, (unit, a, fac)) in latest {
         kp.execute(params![
             org,
             kpi,
@@ -289,21 +255,7 @@ fn record(
             .query_map(params![org, kpi], rule_from)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         for rule in &rules {
-            let g = rule.granularity.millis();
-            let mut series: BTreeMap<&str, BTreeSet<i64>> = BTreeMap::new();
-            for (k, f, gg, b) in buckets.keys() {
-                if k != kpi || *gg != g {
-                    continue;
-                }
-                let wanted = match rule.facility_id.as_deref() {
-                    None => f.is_empty(),
-                    Some("each") => !f.is_empty(),
-                    Some(x) => f == x,
-                };
-                if wanted {
-                    series.entry(f.as_str()).or_default().insert(*b);
-                }
-            }
+            let series = folded.series_of(rule);
             for (fac, changed) in &series {
                 evaluate_series(c, rule, fac, changed, &now, effects, &mut out)?;
             }
