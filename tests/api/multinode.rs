@@ -311,3 +311,98 @@ async fn an_export_started_on_one_node_downloads_from_another() {
     assert_eq!(lines.len(), 2_500);
     assert_eq!(lines, feed, "the export differs from the CDC feed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn alert_evaluation_stays_consistent_with_writers_on_two_nodes() {
+    use crate::kpis::{at, get_as, snaps};
+    let url = require_postgres();
+    let nodes = Arc::new(nodes(&url, 2).await);
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let r = a
+        .req(Method::POST, "/v1/orgs/org_k/alert-rules", &a.admin_key)
+        .json(
+            &json!({"kpi": "orders.fill_rate", "granularity": "hour", "aggregate": "avg",
+                      "op": "lt", "threshold": 0.9, "severity": "warning",
+                      "deliver_to_inbox": true}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // Both nodes write into the same hour at once: node A low values, node B high ones, so the
+    // average crosses the threshold back and forth while evaluations race.
+    let t0 = crate::kpis::T0;
+    let mut tasks = Vec::new();
+    for (n, value) in [(0usize, 0.5f64), (1, 1.0)] {
+        let nodes = nodes.clone();
+        tasks.push(tokio::spawn(async move {
+            let node = &nodes[n];
+            for i in 0..40 {
+                let body: Vec<Value> = (0..5)
+                    .map(|k| {
+                        json!({"kpi": "orders.fill_rate", "value": value,
+                               "observed_at": at(t0 + (i * 5 + k) * 1_000 + n as i64)})
+                    })
+                    .collect();
+                snaps(node, &node.admin_key, "org_k", &Value::Array(body)).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // 200 × 0.5 and 200 × 1.0: the hour's average is 0.75, below the threshold.
+    let (_, buckets) = get_as(
+        b,
+        &b.admin_key,
+        &format!(
+            "/v1/orgs/org_k/kpis/orders.fill_rate/buckets?granularity=hour&from={}&to={}",
+            at(t0),
+            at(t0 + 3_600_000)
+        ),
+    )
+    .await;
+    assert_eq!(buckets["data"][0]["count"], 400, "{buckets}");
+    let (_, alerts) = get_as(b, &b.admin_key, "/v1/orgs/org_k/alerts?limit=1000").await;
+    let alerts = alerts["data"].as_array().unwrap().clone();
+    assert!(!alerts.is_empty());
+    // One series, so at most one open instance at any time: every alert but the newest is
+    // resolved, and the newest is firing (the final average breaches).
+    let (last, older) = alerts.split_last().unwrap();
+    assert_eq!(last["state"], "firing", "{last}");
+    for o in older {
+        assert_eq!(
+            o["state"], "resolved",
+            "two open instances of one series: {o}"
+        );
+    }
+    // Every history is a valid walk, and the events in the stream match the transitions.
+    let (mut fired, mut resolved) = (0, 0);
+    for al in &alerts {
+        let states: Vec<&str> = al["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["state"].as_str().unwrap())
+            .collect();
+        let ok = matches!(
+            states.as_slice(),
+            ["firing"]
+                | ["firing", "resolved"]
+                | ["pending", "firing"]
+                | ["pending", "firing", "resolved"]
+                | ["pending", "resolved"]
+        );
+        assert!(ok, "history {states:?}");
+        if !al["fired_at"].is_null() {
+            fired += 1;
+            if al["state"] == "resolved" {
+                resolved += 1;
+            }
+        }
+    }
+    let feed = a.cdc_all("org_k", "event_type=ipm.kpi.*").await;
+    let count = |t: &str| feed.iter().filter(|e| e["event_type"] == t).count();
+    assert_eq!(count("ipm.kpi.alert_fired"), fired);
+    assert_eq!(count("ipm.kpi.alert_resolved"), resolved);
+}

@@ -302,27 +302,11 @@ impl DeliveryWorker {
                 webhook_id: c.webhook_id.clone(),
                 held: true,
             };
-            let webhook_id = c.webhook_id.clone();
             if let Err(e) = this.attempt(&t, c, &mut slot).await {
                 tracing::warn!(error = %e, "recording a delivery attempt failed; the lease will expire and it is retried");
             }
             slot.finish();
-            this.wake_if_starved(&webhook_id);
         });
-    }
-
-    /// After a result is recorded its lease is gone from the store. A backend that counts every
-    /// node's leases against `max_in_flight` (PostgreSQL) may only now grant the next claim, so
-    /// a webhook with nothing queued gets a claim round at once instead of at the next poll.
-    fn wake_if_starved(&self, webhook_id: &str) {
-        let starved = self
-            .state()
-            .hooks
-            .get(webhook_id)
-            .is_some_and(|h| h.target.is_some() && h.queue.is_empty());
-        if starved {
-            self.freed.notify_one();
-        }
     }
 
     /// A slot of `webhook_id` is done: returns the next prefetched delivery to run in it, or frees
