@@ -4,11 +4,10 @@ use crate::helpers::event;
 use serde_json::Value;
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+
+use tokio::process::Child;
 use tokio::sync::Mutex;
 
 /// A running `ipm serve` process.
@@ -22,40 +21,11 @@ struct Server {
 
 impl Server {
     async fn start(data_dir: &Path) -> Server {
-        ipm::app::init_crypto();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ipm"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env("IPM_LOG", "warn")
-            // The tests publish generic event types that the embedded catalog does not define.
-            .env("IPM_CATALOG__UNKNOWN_TYPES", "accept")
-            .env_remove("IPM_ADMIN_KEY")
-            .envs(crate::helpers::backend_env(data_dir))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn ipm serve");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut minted = None;
-        let base = loop {
-            let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
-                .await
-                .expect("ipm serve printed nothing for 60 s")
-                .unwrap()
-                .expect("ipm serve exited before listening");
-            if line.starts_with("ipm_") {
-                minted = Some(line.trim().to_string());
-            } else if let Some(addr) = line.strip_prefix("listening on ") {
-                break addr.trim().to_string();
-            }
-        };
-        // Keep draining stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let s = crate::helpers::serve(data_dir, &[], None).await;
         Server {
-            child,
-            base,
-            minted,
+            child: s.child,
+            base: s.base,
+            minted: s.minted,
             client: reqwest::Client::new(),
         }
     }

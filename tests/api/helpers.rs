@@ -317,3 +317,75 @@ pub fn backend_env(data_dir: &std::path::Path) -> Vec<(String, String)> {
         .map(|u| vec![("IPM_DATABASE_URL".to_string(), u)])
         .unwrap_or_default()
 }
+
+/// A real `ipm serve` process (for `kill -9`, restarts and several nodes).
+pub struct Served {
+    pub child: tokio::process::Child,
+    pub base: String,
+    /// The admin key printed on first start (None on restarts or on a second node).
+    pub minted: Option<String>,
+}
+
+/// Starts `ipm serve` on `dir` with the test defaults (unknown event types accepted, the suite's
+/// backend) plus `env`, and waits until it listens. Its stderr goes to `log` when given, else to
+/// the test's own.
+pub async fn serve(
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+    log: Option<std::sync::Arc<std::sync::Mutex<String>>>,
+) -> Served {
+    use std::process::Stdio;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    ipm::app::init_crypto();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ipm"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .env("IPM_LOG", "warn")
+        // The tests publish generic event types that the embedded catalog does not define.
+        .env("IPM_CATALOG__UNKNOWN_TYPES", "accept")
+        .env_remove("IPM_ADMIN_KEY")
+        .envs(backend_env(dir))
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(if log.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        })
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().expect("spawn ipm serve");
+    if let (Some(log), Some(mut err)) = (log, child.stderr.take()) {
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 8192];
+            while let Ok(n) = err.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                log.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+    }
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut minted = None;
+    let base = loop {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("ipm serve printed nothing for 60 s")
+            .unwrap()
+            .expect("ipm serve exited before listening");
+        if line.starts_with("ipm_") {
+            minted = Some(line.trim().to_string());
+        } else if let Some(addr) = line.strip_prefix("listening on ") {
+            break addr.trim().to_string();
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Served {
+        child,
+        base,
+        minted,
+    }
+}

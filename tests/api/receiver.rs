@@ -210,6 +210,33 @@ impl Receiver {
         self.inner.lock().unwrap().captured.len()
     }
 
+    /// Waits until every one of `ids` arrived as a `webhook-id` (or panics at `deadline`,
+    /// naming the receiver `label`).
+    pub async fn wait_for_ids(
+        &self,
+        ids: &std::collections::HashSet<String>,
+        deadline: Instant,
+        label: &str,
+    ) {
+        loop {
+            let got: std::collections::HashSet<String> = self
+                .captured()
+                .iter()
+                .filter_map(|c| c.header("webhook-id").map(str::to_string))
+                .collect();
+            if ids.is_subset(&got) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{label}: {} of {} events delivered",
+                ids.intersection(&got).count(),
+                ids.len()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Waits until at least `n` requests arrived (or panics after `secs`).
     pub async fn wait_for(&self, n: usize, secs: u64) -> Vec<Captured> {
         let deadline = Instant::now() + Duration::from_secs(secs);

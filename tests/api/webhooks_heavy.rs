@@ -1,70 +1,23 @@
 //! Heavy webhook tests (run alone, see `.config/nextest.toml`): crash during a delivery storm
 //! with the real binary, and isolation of a dead endpoint.
-use crate::helpers::TestApp;
+use crate::helpers::{Served, TestApp, serve};
 use crate::receiver::{Receiver, Reply};
 use crate::webhooks::create;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::{Child, Command};
 
-struct Bin {
-    child: Child,
-    base: String,
-    minted: Option<String>,
-}
-
-async fn start_bin(dir: &std::path::Path, log: Arc<Mutex<String>>) -> Bin {
-    ipm::app::init_crypto();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ipm"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir)
-        .env("IPM_LOG", "warn")
-        .env("IPM_CATALOG__UNKNOWN_TYPES", "accept")
-        .env("IPM_WEBHOOKS__ALLOW_PRIVATE_TARGETS", "[\"127.0.0.0/8\"]")
-        .env("IPM_WEBHOOKS__RETRY_SCHEDULE_SECS", "[1, 1, 1, 1, 1, 1]")
-        .env_remove("IPM_ADMIN_KEY")
-        .envs(crate::helpers::backend_env(dir))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn ipm serve");
-    let mut err = child.stderr.take().unwrap();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 8192];
-        while let Ok(n) = err.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            log.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut minted = None;
-    let base = loop {
-        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-            .await
-            .unwrap()
-            .unwrap()
-            .expect("ipm serve exited");
-        if line.starts_with("ipm_") {
-            minted = Some(line.trim().to_string());
-        } else if let Some(a) = line.strip_prefix("listening on ") {
-            break a.trim().to_string();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Bin {
-        child,
-        base,
-        minted,
-    }
+async fn start_bin(dir: &std::path::Path, log: Arc<Mutex<String>>) -> Served {
+    serve(
+        dir,
+        &[
+            ("IPM_WEBHOOKS__ALLOW_PRIVATE_TARGETS", "[\"127.0.0.0/8\"]"),
+            ("IPM_WEBHOOKS__RETRY_SCHEDULE_SECS", "[1, 1, 1, 1, 1, 1]"),
+        ],
+        Some(log),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -130,22 +83,8 @@ async fn kill_9_during_a_delivery_storm_loses_no_delivery() {
     assert_eq!(accepted.len(), 10_000);
     let deadline = Instant::now() + Duration::from_secs(90);
     for (i, rx) in rxs.iter().enumerate() {
-        loop {
-            let got: HashSet<String> = rx
-                .captured()
-                .iter()
-                .map(|c| c.header("webhook-id").unwrap().to_string())
-                .collect();
-            if accepted.is_subset(&got) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "webhook {i}: {} of 10000 events delivered",
-                accepted.intersection(&got).count()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        rx.wait_for_ids(&accepted, deadline, &format!("webhook {i}"))
+            .await;
         // Duplicates (redelivered after the crash) carry the same webhook-id as the body's id.
         let mut dup = HashMap::<String, usize>::new();
         for c in rx.captured() {
