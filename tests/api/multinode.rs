@@ -211,7 +211,10 @@ async fn failover_after_kill_9_of_one_of_three_nodes_delivers_every_pair_without
         .await
         .unwrap()
         .get(0);
-    assert!(taken_over > 0, "the killed node held no lease: nothing was taken over");
+    assert!(
+        taken_over > 0,
+        "the killed node held no lease: nothing was taken over"
+    );
     for mut n in nodes {
         n.child.kill().await.unwrap();
     }
