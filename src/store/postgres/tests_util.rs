@@ -10,36 +10,52 @@ pub(super) fn server_url() -> String {
         .unwrap_or_else(|_| "postgres://ipm:ipm@127.0.0.1:5432/postgres".into())
 }
 
-/// A store on a new, empty database.
-pub(super) async fn fresh_store() -> PgStore {
-    let url = server_url();
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+/// A new, empty database on the test server (named like the API suite's, so `scripts/test.sh`
+/// drops any a failing test leaves behind).
+pub(super) struct Db {
+    admin: tokio_postgres::Client,
+    name: String,
+}
+
+impl Db {
+    /// Closes `s` and removes the database.
+    pub(super) async fn drop(self, s: PgStore) {
+        crate::store::Meta::close(&s).await.unwrap();
+        self.admin
+            .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
+            .await
+            .unwrap();
+    }
+}
+
+/// A fresh database and a store on it.
+pub(super) async fn store() -> (PgStore, Db) {
+    let base = server_url();
+    let (admin, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
         .await
         .expect("connect to the test server");
     tokio::spawn(conn);
-    let db = format!(
-        "ipm_u_{}",
+    let name = format!(
+        "ipm_t_{}",
         ulid::Ulid::generate().to_string().to_lowercase()
     );
-    client
+    admin
         .batch_execute(&format!(
-            "CREATE DATABASE {db} TEMPLATE template0 ENCODING 'UTF8'"
+            "CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8'"
         ))
         .await
         .unwrap();
-    let mut config: tokio_postgres::Config = url.parse().unwrap();
-    config.dbname(&db);
-    let new_url = format!(
-        "postgres://{}:{}@{}:{}/{db}",
-        config.get_user().unwrap_or("ipm"),
-        String::from_utf8_lossy(config.get_password().unwrap_or(b"ipm")),
-        match config.get_hosts().first() {
-            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-            _ => "127.0.0.1".into(),
-        },
-        config.get_ports().first().copied().unwrap_or(5432),
-    );
-    PgStore::open(&new_url).await.unwrap()
+    let mut url = url::Url::parse(&base).unwrap();
+    url.set_path(&format!("/{name}"));
+    (
+        PgStore::open(url.as_str()).await.unwrap(),
+        Db { admin, name },
+    )
+}
+
+/// A store on a new, empty database (left for `scripts/test.sh` to drop).
+pub(super) async fn fresh_store() -> PgStore {
+    store().await.0
 }
 
 /// A minimal event of `org`.

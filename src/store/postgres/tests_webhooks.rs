@@ -1,53 +1,15 @@
 //! Webhooks, deliveries and inbox on a real PostgreSQL (`TEST_IPM_PG_URL`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use super::PgStore;
+use super::tests_util::store;
 use crate::domain::ids::{IdKind, new_id};
 use crate::store::{
     AttemptRecord, AttemptRow, ClaimSlot, Claimed, Deliveries, EventLog, EventRow, Inbox, InboxRow,
-    Meta, PauseChange, WebhookRow, Webhooks,
+    PauseChange, WebhookRow, Webhooks,
 };
-use tokio_postgres::NoTls;
 
 const ORG: &str = "org_a";
 const OTHER: &str = "org_b";
-
-/// A fresh database and a store on it; [`Db::drop`] removes it at the end of a passing test.
-async fn store() -> (PgStore, Db) {
-    let base = std::env::var("TEST_IPM_PG_URL")
-        .unwrap_or_else(|_| "postgres://ipm:ipm@127.0.0.1:5432/postgres".into());
-    let (admin, conn) = tokio_postgres::connect(&base, NoTls).await.unwrap();
-    tokio::spawn(conn);
-    let name = format!(
-        "ipm_u_{}",
-        ulid::Ulid::generate().to_string().to_lowercase()
-    );
-    admin
-        .batch_execute(&format!(
-            "CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8'"
-        ))
-        .await
-        .unwrap();
-    let url = match base.rfind('/') {
-        Some(i) if !base[..i].ends_with('/') => format!("{}/{name}", &base[..i]),
-        _ => format!("{base}/{name}"),
-    };
-    (PgStore::open(&url).await.unwrap(), Db { admin, name })
-}
-
-struct Db {
-    admin: tokio_postgres::Client,
-    name: String,
-}
-
-impl Db {
-    async fn drop(self, s: PgStore) {
-        s.close().await.unwrap();
-        self.admin
-            .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
-            .await
-            .unwrap();
-    }
-}
 
 fn webhook(org: &str, mode: &str, max_in_flight: u32) -> WebhookRow {
     WebhookRow {
