@@ -37,6 +37,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal, never in a log file or a collector's pipe.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let app = App::build(config.clone()).await?;
     if let Some(key) = &app.minted_admin_key {

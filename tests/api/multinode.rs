@@ -111,31 +111,62 @@ async fn eight_publishers_on_two_nodes_and_a_reader_on_a_third_see_every_event_o
     assert_eq!(v["data"].as_array().unwrap().len(), 0);
 }
 
-/// A real `ipm serve` process on the shared database.
-async fn start_node(url: &str) -> Served {
+/// A real `ipm serve` process on the shared database; with `log`, its delivery worker's start
+/// line (which names the id its leases carry) is captured there.
+async fn start_node(url: &str, log: Option<Arc<std::sync::Mutex<String>>>) -> Served {
     let dir = tempfile::tempdir().unwrap().keep();
+    let filter = if log.is_some() {
+        "warn,ipm::workers::delivery=info"
+    } else {
+        "warn"
+    };
     serve(
         &dir,
         &[
             ("IPM_DATABASE_URL", url),
+            ("IPM_LOG", filter),
             ("IPM_WEBHOOKS__ENCRYPTION_KEY", SEAL_KEY),
             ("IPM_WEBHOOKS__ALLOW_PRIVATE_TARGETS", "[\"127.0.0.0/8\"]"),
             ("IPM_WEBHOOKS__RETRY_SCHEDULE_SECS", "[1, 1, 1, 1, 1, 1]"),
             // A short attempt timeout keeps the lease (3 × timeout + 30 s) of the killed node short.
             ("IPM_WEBHOOKS__ATTEMPT_TIMEOUT_SECS", "2"),
         ],
-        None,
+        log,
     )
     .await
+}
+
+/// The delivery worker id (`worker_<ULID>`) a node logged at start.
+async fn worker_id(log: &std::sync::Mutex<String>) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = log.lock().unwrap().clone();
+        if let Some(at) = text.find("worker=worker_") {
+            let id: String = text[at + "worker=".len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if id.len() == "worker_".len() + 26 {
+                return id;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node did not log its delivery worker id: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failover_after_kill_9_of_one_of_three_nodes_delivers_every_pair_without_overlap() {
     let url = require_postgres();
-    let mut nodes = vec![start_node(&url).await];
-    let key = nodes[0].minted.clone().unwrap();
-    nodes.push(start_node(&url).await);
-    nodes.push(start_node(&url).await);
+    let victim_log = Arc::new(std::sync::Mutex::new(String::new()));
+    let first = start_node(&url, None).await;
+    let key = first.minted.clone().unwrap();
+    let mut victim = start_node(&url, Some(victim_log.clone())).await;
+    let third = start_node(&url, None).await;
+    let victim_worker = worker_id(&victim_log).await;
     let client = reqwest::Client::new();
     let rxs = [
         Receiver::start(Reply::Ok).await,
@@ -146,7 +177,7 @@ async fn failover_after_kill_9_of_one_of_three_nodes_delivers_every_pair_without
         // Slow enough that two nodes attempting one delivery at once would be seen.
         rx.set_delay(Duration::from_millis(20));
         let r = client
-            .post(format!("{}/v1/orgs/org_f/webhooks", nodes[0].base))
+            .post(format!("{}/v1/orgs/org_f/webhooks", first.base))
             .bearer_auth(&key)
             .header("x-request-id", "f")
             .header("x-actor-id", "t")
@@ -156,66 +187,102 @@ async fn failover_after_kill_9_of_one_of_three_nodes_delivers_every_pair_without
             .unwrap();
         assert_eq!(r.status(), 201);
     }
-    let mut accepted: HashSet<String> = HashSet::new();
-    let mut killed = false;
-    for b in 0..10 {
-        let batch: Vec<Value> = (0..500)
-            .map(|i| event("org_f", &format!("f{b}-{i}"), "orders.order.created"))
-            .collect();
-        let node = &nodes[b % nodes.len()];
-        let r = client
-            .post(format!("{}/v1/events", node.base))
-            .bearer_auth(&key)
-            .header("x-request-id", "f")
-            .json(&batch)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let v: Value = r.json().await.unwrap();
-        for res in v["results"].as_array().unwrap() {
-            accepted.insert(res["id"].as_str().unwrap().to_string());
+    // The storm: 10 batches of 500 through the two nodes that survive, while the victim delivers.
+    let publisher = {
+        let (client, key) = (client.clone(), key.clone());
+        let bases = [first.base.clone(), third.base.clone()];
+        tokio::spawn(async move {
+            let mut accepted: HashSet<String> = HashSet::new();
+            for b in 0..10 {
+                let batch: Vec<Value> = (0..500)
+                    .map(|i| event("org_f", &format!("f{b}-{i}"), "orders.order.created"))
+                    .collect();
+                let r = client
+                    .post(format!("{}/v1/events", bases[b % 2]))
+                    .bearer_auth(&key)
+                    .header("x-request-id", "f")
+                    .json(&batch)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                let v: Value = r.json().await.unwrap();
+                for res in v["results"].as_array().unwrap() {
+                    accepted.insert(res["id"].as_str().unwrap().to_string());
+                }
+            }
+            accepted
+        })
+    };
+    let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    // Leases the victim holds: claimed, not yet recorded (a record clears `claimed_by`).
+    let held_sql = "SELECT id FROM deliveries WHERE claimed_by = $1 AND lease_until IS NOT NULL
+                      AND status IN ('pending', 'failed')";
+    // Mid-storm: SIGKILL the victim once deliveries flow and it has attempts in flight.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let delivered = rxs.iter().map(Receiver::count).sum::<usize>();
+        let held = db.query(held_sql, &[&victim_worker]).await.unwrap().len();
+        if delivered > 0 && held > 0 {
+            break;
         }
-        if !killed && b >= 2 {
-            // Mid-storm: SIGKILL one node while it has attempts in flight.
-            let n = rxs.iter().map(Receiver::count).sum::<usize>();
-            assert!(n > 0, "nothing delivered yet");
-            nodes[1].child.kill().await.unwrap();
-            nodes.remove(1);
-            killed = true;
-        }
+        assert!(
+            Instant::now() < deadline,
+            "the victim never held a lease during the storm"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    victim.child.kill().await.unwrap();
+    let held: Vec<String> = db
+        .query(held_sql, &[&victim_worker])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(!held.is_empty(), "the victim held no lease when killed");
+    let accepted = publisher.await.unwrap();
     assert_eq!(accepted.len(), 5_000);
-    // The killed node's leases expire (3 × attempt timeout + 30 s); the survivors take them over.
+    // The victim's leases expire (3 × attempt timeout + 30 s); the survivors take them over.
     let deadline = Instant::now() + Duration::from_secs(150);
     for (i, rx) in rxs.iter().enumerate() {
         rx.wait_for_ids(&accepted, deadline, &format!("webhook {i}"))
             .await;
+    }
+    // Every delivery the victim held is claimed again (its token moves past the victim's) and
+    // succeeds, even one whose request the victim had sent before it died (its result was lost
+    // with it: at least once means it is sent again, with the same `webhook-id`).
+    loop {
+        let taken_over: i64 = db
+            .query_one(
+                "SELECT COUNT(*) FROM deliveries WHERE id = ANY($1) AND lease_token >= 2
+                   AND status = 'succeeded'",
+                &[&held],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if taken_over == held.len() as i64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{taken_over} of the {} leases of the killed node were taken over",
+            held.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for (i, rx) in rxs.iter().enumerate() {
         assert_eq!(
             rx.overlaps(),
             0,
             "webhook {i}: a delivery was attempted by two nodes at once"
         );
     }
-    // The killed node held leases that the survivors took over once they lapsed: with receivers
-    // that always answer 2xx, a second claim of a delivery happens only that way.
-    let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let taken_over: i64 = db
-        .query_one(
-            "SELECT COUNT(*) FROM deliveries WHERE lease_token >= 2 AND status = 'succeeded'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert!(
-        taken_over > 0,
-        "the killed node held no lease: nothing was taken over"
-    );
-    for mut n in nodes {
+    for mut n in [first, third] {
         n.child.kill().await.unwrap();
     }
 }

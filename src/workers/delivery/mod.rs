@@ -373,6 +373,8 @@ impl DeliveryWorker {
     /// commit, or retries fall due.
     pub fn spawn(self, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
+            // Leases carry this id (`claimed_by`), so a stuck lease can be traced to its node.
+            tracing::info!(worker = %self.id, "delivery worker started");
             match self.services.store.release_leases().await {
                 Ok(n) if n > 0 => {
                     tracing::info!(released = n, "released delivery leases of a previous run")
