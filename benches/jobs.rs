@@ -136,7 +136,12 @@ async fn main() {
         files: Arc::new(LocalFiles::new(tmp.path().join("files"))),
         max_import_bytes: u64::MAX,
     });
-    let worker = JobWorker::new(services.clone(), env.clone(), JobTuning::default());
+    let worker = JobWorker::new(
+        services.clone(),
+        env.clone(),
+        JobTuning::default(),
+        &ipm::node::fresh_id(),
+    );
     let (who, ctx) = admin();
 
     let t = Instant::now();

@@ -2,6 +2,7 @@
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::http::{self, AppState};
+use crate::node::NodeDir;
 use crate::service::jobs::JobEnv;
 use crate::service::validator::CatalogValidator;
 use crate::service::{EventValidator, Services};
@@ -27,6 +28,10 @@ pub struct App {
     pub minted_admin_key: Option<String>,
     /// Job files and limits (exports, imports).
     pub jobs: Arc<JobEnv>,
+    /// This node's id: the workers lease work under it (see [`crate::node`]).
+    pub node_id: String,
+    /// The data-dir lock, held until the app is dropped (when [`run`] returns).
+    _node_dir: NodeDir,
 }
 
 /// Installs the process-wide rustls crypto provider (ring) once.
@@ -61,7 +66,23 @@ impl App {
     /// Opens the store, applies migrations, loads the catalog and creates the first admin key.
     pub async fn build(config: Config) -> anyhow::Result<App> {
         init_crypto();
+        let node_dir = NodeDir::open(&config.data_dir)?;
         let (store, files) = open_store(&config).await?;
+        let node_id = if store.hold_node(&node_dir.id).await? {
+            node_dir.id.clone()
+        } else {
+            let fresh = crate::node::fresh_id();
+            tracing::warn!(
+                node_id = %node_dir.id, fresh = %fresh,
+                "another live node uses this data dir's node id (a copied data dir?); running \
+                 under a fresh id, so this node's earlier leases lapse instead of being released"
+            );
+            anyhow::ensure!(
+                store.hold_node(&fresh).await?,
+                "the store refused a fresh node id"
+            );
+            fresh
+        };
         let catalog = Arc::new(load_catalog(&config)?);
         let validator: Arc<dyn EventValidator> = Arc::new(CatalogValidator::new(
             catalog.clone(),
@@ -87,6 +108,8 @@ impl App {
             services,
             minted_admin_key,
             jobs,
+            node_id,
+            _node_dir: node_dir,
         })
     }
 
@@ -101,6 +124,7 @@ impl App {
                 import_chunk: self.config.jobs.import_chunk,
                 ..JobTuning::default()
             },
+            &self.node_id,
         )
     }
 
@@ -171,7 +195,8 @@ pub async fn run(
         workers.push(app.job_worker().spawn(stop.clone()));
     }
     workers.push(
-        crate::workers::delivery::DeliveryWorker::new(app.services.clone()).spawn(stop.clone()),
+        crate::workers::delivery::DeliveryWorker::new(app.services.clone(), &app.node_id)
+            .spawn(stop.clone()),
     );
     let router = app.router();
     let server_stop = stop.clone();

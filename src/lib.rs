@@ -8,6 +8,7 @@
 //! - [`http`]: one module per API resource, each with its `router()`; one place maps errors to problem+json.
 //! - [`workers`]: background work with a single-step `run_once` (retention).
 //! - [`cli`]: the `ipm` command line (serve and client subcommands).
+//! - [`node`]: this process's data-dir lock and stable node id (what workers lease under).
 //! - [`app`]: wires config, store and services together and runs the server.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod node;
 pub mod service;
 pub mod store;
 pub mod workers;

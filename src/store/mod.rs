@@ -148,6 +148,11 @@ pub trait Meta: Send + Sync {
     async fn secret(&self, name: &str) -> StoreResult<[u8; 32]>;
     /// Flushes and closes; further calls fail.
     async fn close(&self) -> StoreResult<()>;
+    /// Takes the node id `node` for this process while it lives: false when another live
+    /// process of the same store holds it (a copied data dir), and the caller must pick another.
+    /// Leases are released by node id ([`Deliveries::release_leases`]), so two live processes
+    /// must never share one.
+    async fn hold_node(&self, node: &str) -> StoreResult<bool>;
 }
 
 /// Everything a backend provides.

@@ -11,7 +11,8 @@ use super::{EventRow, StoreResult};
 use async_trait::async_trait;
 
 /// A stored webhook. `secret_sealed` is the encrypted signing secret (never returned by the API).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Default` is for fixtures; the service fills every field.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct WebhookRow {
     pub id: String,
     pub org_id: String,
@@ -213,8 +214,14 @@ pub trait Deliveries: Send + Sync {
     ) -> StoreResult<Vec<Claimed>>;
     /// Records attempts (one transaction for the batch).
     async fn record(&self, now_ms: i64, records: Vec<AttemptRecord>) -> StoreResult<Vec<Recorded>>;
-    /// Drops every lease (single-node start: all leases belong to dead processes).
-    async fn release_leases(&self) -> StoreResult<u64>;
+    /// Gives back claims that were never attempted (`(delivery id, lease token)`): each lease
+    /// ends if the delivery still carries that token, so it can be claimed again at once instead
+    /// of when the lease lapses. Returns how many leases ended.
+    async fn unlease(&self, claims: Vec<(String, i64)>) -> StoreResult<u64>;
+    /// At a node's start, drops the delivery leases of its previous incarnation (`node`, held
+    /// with [`super::Meta::hold_node`]): they belong to a dead process. On SQLite, the only
+    /// process of its file, that is every lease.
+    async fn release_leases(&self, node: &str) -> StoreResult<u64>;
     /// The earliest `next_attempt_at` of a claimable delivery of an active webhook.
     async fn next_due_ms(&self) -> StoreResult<Option<i64>>;
     /// Deliveries waiting (pending, failed, held).

@@ -82,12 +82,13 @@ pub struct JobWorker {
 }
 
 impl JobWorker {
-    /// A worker with a fresh node id.
-    pub fn new(services: Arc<Services>, env: Arc<JobEnv>, tuning: JobTuning) -> Self {
+    /// A worker claiming jobs under `node` (this process's node id, [`crate::node`]): after a
+    /// restart it takes its own claimed jobs back at once instead of waiting for their leases.
+    pub fn new(services: Arc<Services>, env: Arc<JobEnv>, tuning: JobTuning, node: &str) -> Self {
         Self {
             services,
             env,
-            id: format!("wrk_{}", ulid::Ulid::generate()),
+            id: node.to_string(),
             tuning,
             open_files: Mutex::new(HashMap::new()),
         }

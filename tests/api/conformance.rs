@@ -425,3 +425,73 @@ async fn secrets_are_stable_across_reopen_and_ping_works() {
         s.close().await.unwrap();
     }
 }
+
+/// A test-ping-like delivery of `webhook_id`, due now (its own body, no stored event).
+pub fn test_delivery(org: &str, webhook_id: &str, at_ms: i64) -> ipm::store::NewDelivery {
+    ipm::store::NewDelivery {
+        id: format!("dlv_{}", ulid::Ulid::generate()),
+        org_id: org.into(),
+        webhook_id: webhook_id.into(),
+        event_id: format!("evt_{}", ulid::Ulid::generate()),
+        event_type: "ipm.webhook.test".into(),
+        sequence: 0,
+        body: Some("{}".into()),
+        ingested_at_ms: at_ms,
+    }
+}
+
+fn webhook_row(org: &str) -> ipm::store::WebhookRow {
+    ipm::store::WebhookRow {
+        id: format!("wh_{}", ulid::Ulid::generate()),
+        org_id: org.into(),
+        url: "https://example.test/hook".into(),
+        filters: "{}".into(),
+        mode: "concurrent".into(),
+        max_in_flight: 8,
+        status: "active".into(),
+        secret_sealed: vec![1, 2, 3],
+        created_context: "{}".into(),
+        ..ipm::store::WebhookRow::default()
+    }
+}
+
+#[tokio::test]
+async fn a_given_back_claim_is_claimable_again_only_with_its_own_token() {
+    use ipm::store::ClaimSlot;
+    for (name, s, _b) in stores().await {
+        let w = webhook_row("org_g");
+        s.insert_webhook(w.clone()).await.unwrap();
+        let now = ipm::domain::time::now_millis() + 1_000;
+        s.enqueue(vec![test_delivery("org_g", &w.id, now)])
+            .await
+            .unwrap();
+        let slot = || {
+            vec![ClaimSlot {
+                webhook_id: w.id.clone(),
+                ordered: false,
+                free: 8,
+            }]
+        };
+        let first = s.claim(now, 600_000, "a", slot()).await.unwrap();
+        assert_eq!(first.len(), 1, "{name}");
+        let c = &first[0];
+        assert!(s.claim(now, 600_000, "b", slot()).await.unwrap().is_empty());
+        // A stale token gives nothing back; the claim's own token does.
+        let stale = vec![(c.id.clone(), c.lease_token - 1)];
+        assert_eq!(s.unlease(stale).await.unwrap(), 0, "{name}");
+        assert!(s.claim(now, 600_000, "b", slot()).await.unwrap().is_empty());
+        let own = vec![(c.id.clone(), c.lease_token)];
+        assert_eq!(s.unlease(own.clone()).await.unwrap(), 1, "{name}");
+        let again = s.claim(now, 600_000, "b", slot()).await.unwrap();
+        assert_eq!(again.len(), 1, "{name}: given back, claimable at once");
+        assert_eq!(again[0].id, c.id);
+        assert!(
+            again[0].lease_token > c.lease_token,
+            "{name}: a claim moves the token"
+        );
+        // The first claimer's late give-back cannot end the new claim.
+        assert_eq!(s.unlease(own).await.unwrap(), 0, "{name}");
+        assert!(s.claim(now, 600_000, "c", slot()).await.unwrap().is_empty());
+        s.close().await.unwrap();
+    }
+}

@@ -111,62 +111,33 @@ async fn eight_publishers_on_two_nodes_and_a_reader_on_a_third_see_every_event_o
     assert_eq!(v["data"].as_array().unwrap().len(), 0);
 }
 
-/// A real `ipm serve` process on the shared database; with `log`, its delivery worker's start
-/// line (which names the id its leases carry) is captured there.
-async fn start_node(url: &str, log: Option<Arc<std::sync::Mutex<String>>>) -> Served {
+/// A real `ipm serve` process on the shared database, and its node id (what its leases carry).
+async fn start_node(url: &str) -> (Served, String) {
     let dir = tempfile::tempdir().unwrap().keep();
-    let filter = if log.is_some() {
-        "warn,ipm::workers::delivery=info"
-    } else {
-        "warn"
-    };
-    serve(
+    let served = serve(
         &dir,
         &[
             ("IPM_DATABASE_URL", url),
-            ("IPM_LOG", filter),
             ("IPM_WEBHOOKS__ENCRYPTION_KEY", SEAL_KEY),
             ("IPM_WEBHOOKS__ALLOW_PRIVATE_TARGETS", "[\"127.0.0.0/8\"]"),
             ("IPM_WEBHOOKS__RETRY_SCHEDULE_SECS", "[1, 1, 1, 1, 1, 1]"),
             // A short attempt timeout keeps the lease (3 × timeout + 30 s) of the killed node short.
             ("IPM_WEBHOOKS__ATTEMPT_TIMEOUT_SECS", "2"),
         ],
-        log,
+        None,
     )
-    .await
-}
-
-/// The delivery worker id (`worker_<ULID>`) a node logged at start.
-async fn worker_id(log: &std::sync::Mutex<String>) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = log.lock().unwrap().clone();
-        if let Some(at) = text.find("worker=worker_") {
-            let id: String = text[at + "worker=".len()..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
-            if id.len() == "worker_".len() + 26 {
-                return id;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the node did not log its delivery worker id: {text}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    .await;
+    let id = std::fs::read_to_string(dir.join("node-id")).unwrap();
+    (served, id.trim().to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failover_after_kill_9_of_one_of_three_nodes_delivers_every_pair_without_overlap() {
     let url = require_postgres();
-    let victim_log = Arc::new(std::sync::Mutex::new(String::new()));
-    let first = start_node(&url, None).await;
+    let (first, _) = start_node(&url).await;
     let key = first.minted.clone().unwrap();
-    let mut victim = start_node(&url, Some(victim_log.clone())).await;
-    let third = start_node(&url, None).await;
-    let victim_worker = worker_id(&victim_log).await;
+    let (mut victim, victim_node) = start_node(&url).await;
+    let (third, _) = start_node(&url).await;
     let client = reqwest::Client::new();
     let rxs = [
         Receiver::start(Reply::Ok).await,
@@ -225,7 +196,7 @@ async fn failover_after_kill_9_of_one_of_three_nodes_delivers_every_pair_without
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let delivered = rxs.iter().map(Receiver::count).sum::<usize>();
-        let held = db.query(held_sql, &[&victim_worker]).await.unwrap().len();
+        let held = db.query(held_sql, &[&victim_node]).await.unwrap().len();
         if delivered > 0 && held > 0 {
             break;
         }
@@ -237,7 +208,7 @@ async fn failover_after_kill_9_of_one_of_three_nodes_delivers_every_pair_without
     }
     victim.child.kill().await.unwrap();
     let held: Vec<String> = db
-        .query(held_sql, &[&victim_worker])
+        .query(held_sql, &[&victim_node])
         .await
         .unwrap()
         .iter()

@@ -155,3 +155,37 @@ async fn openapi_lists_every_route_and_only_served_ones() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_second_process_on_a_data_dir_in_use_is_refused_and_the_node_id_is_kept() {
+    let app = TestApp::spawn().await;
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_ipm"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(app.dir.path())
+            .envs(crate::helpers::backend_env(app.dir.path()))
+            .env("IPM_LOG", "warn")
+            .output(),
+    )
+    .await
+    .expect("the second process did not exit")
+    .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("another ipm process is using the data dir"),
+        "{err}"
+    );
+    // The first process keeps running, and a restart keeps its node id.
+    let id = std::fs::read_to_string(app.dir.path().join("node-id")).unwrap();
+    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let config = app.config.clone();
+    let dir = app.stop().await;
+    let again = TestApp::start_node(config, dir, Some(String::new())).await;
+    assert_eq!(
+        std::fs::read_to_string(again.dir.path().join("node-id")).unwrap(),
+        id
+    );
+}

@@ -1,9 +1,13 @@
-//! The claim guard the prefetching delivery worker relies on: its webhook list is cached, so the
-//! store must refuse to lease deliveries of a webhook that is no longer active.
+//! What the prefetching delivery worker relies on: its webhook list is cached, so the store
+//! must refuse to lease deliveries of a webhook that is no longer active; claims it drops
+//! unattempted are given back (token-fenced, see the conformance suite) instead of waiting for
+//! their leases to lapse.
+use crate::helpers::events;
 use crate::receiver::{Receiver, Reply};
 use crate::webhooks::{create, wh_app};
-use ipm::store::{ClaimSlot, NewDelivery};
+use ipm::store::ClaimSlot;
 use serde_json::json;
+use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_webhooks_pending_deliveries_are_never_claimed() {
@@ -25,16 +29,7 @@ async fn a_paused_webhooks_pending_deliveries_are_never_claimed() {
     // A `pending` row of the paused webhook, as a worker holding a stale list would ask for it.
     let now = ipm::domain::time::now_millis();
     store
-        .enqueue(vec![NewDelivery {
-            id: ipm::domain::ids::new_id(ipm::domain::ids::IdKind::Delivery),
-            org_id: "org_c".into(),
-            webhook_id: wid.clone(),
-            event_id: "evt_stale".into(),
-            event_type: "ipm.webhook.test".into(),
-            sequence: 0,
-            body: Some("{}".into()),
-            ingested_at_ms: now,
-        }])
+        .enqueue(vec![crate::conformance::test_delivery("org_c", &wid, now)])
         .await
         .unwrap();
     let slot = ClaimSlot {
@@ -51,4 +46,59 @@ async fn a_paused_webhooks_pending_deliveries_are_never_claimed() {
         "claimed for a paused webhook: {claimed:?}"
     );
     assert_eq!(rx.count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_claimed_ahead_are_given_back_on_pause_and_sent_right_after_enable() {
+    let app = wh_app(vec![1]).await;
+    let rx = Receiver::start(Reply::Ok).await;
+    rx.set_delay(Duration::from_millis(300));
+    // Two in flight and up to four more claimed ahead in the worker's queue.
+    let w = create(
+        &app,
+        "org_q",
+        json!({"url": rx.url(), "delivery": {"max_in_flight": 2}}),
+    )
+    .await;
+    let wid = w["id"].as_str().unwrap().to_string();
+    app.publish(&events("org_q", "q", 30)).await;
+    // The test's events, not the webhook's own paused/enabled events it is also subscribed to.
+    let orders = || {
+        rx.captured()
+            .iter()
+            .filter(|c| c.json()["event_type"] == "orders.order.created")
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while orders() < 2 {
+        assert!(Instant::now() < deadline, "nothing was delivered");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let action = |what: &str| {
+        app.req(
+            reqwest::Method::POST,
+            &format!("/v1/orgs/org_q/webhooks/{wid}/{what}"),
+            &app.admin_key,
+        )
+        .header("x-reason-code", "test")
+    };
+    let r = action("pause").send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    // The worker notices within its webhook cache age and drops (gives back) its queue.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(orders() < 30, "everything was delivered before the pause");
+    let r = action("enable").send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    // Every event arrives well before a lease (3 × 1 s + 30 s) could have lapsed: the claims
+    // dropped at the pause were given back.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while orders() < 30 {
+        assert!(
+            Instant::now() < deadline,
+            "{} of 30 delivered 20 s after enable: claims dropped at the pause stayed leased",
+            orders()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(orders(), 30, "each exactly once");
 }

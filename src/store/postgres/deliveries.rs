@@ -419,12 +419,41 @@ impl Deliveries for PgStore {
             .await
     }
 
-    /// Drops nothing. On SQLite one process owns the queue, so at start every lease belongs to
-    /// a dead process; here other live nodes hold leases on the same table, and dropping them
-    /// would let a second node send a delivery that is still in flight. A lease of a crashed node
-    /// simply expires: claims treat `lease_until < now` as free and `next_due_ms` reports it.
-    async fn release_leases(&self) -> StoreResult<u64> {
-        Ok(0)
+    async fn unlease(&self, claims: Vec<(String, i64)>) -> StoreResult<u64> {
+        if claims.is_empty() {
+            return Ok(0);
+        }
+        let (ids, tokens): (Vec<String>, Vec<i64>) = claims.into_iter().unzip();
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await?;
+        relaxed(&tx).await?;
+        let n = tx
+            .execute(
+                "UPDATE deliveries d SET lease_until = NULL, claimed_by = NULL
+                 FROM unnest($1::text[], $2::int8[]) AS u(id, tok)
+                 WHERE d.id = u.id AND d.lease_token = u.tok AND d.lease_until IS NOT NULL",
+                &[&ids, &tokens],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Drops the leases claimed under `node`, and only while this process holds that id (see
+    /// [`crate::store::Meta::hold_node`]): other live nodes hold leases on the same table, and a
+    /// lease of theirs must run out instead (claims treat `lease_until < now` as free and
+    /// `next_due_ms` reports it).
+    async fn release_leases(&self, node: &str) -> StoreResult<u64> {
+        if self.held_node().await.as_deref() != Some(node) {
+            return Ok(0);
+        }
+        let c = self.conn().await?;
+        Ok(c.execute(
+            "UPDATE deliveries SET lease_until = NULL, claimed_by = NULL
+             WHERE claimed_by = $1 AND lease_until IS NOT NULL",
+            &[&node],
+        )
+        .await?)
     }
 
     /// Like SQLite, but a leased delivery counts as due when its lease ends (leases are not

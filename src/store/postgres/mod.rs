@@ -65,6 +65,10 @@ struct Inner {
     stop: CancellationToken,
     /// The runtime the store was opened on (blocking file calls drive the client on it).
     handle: tokio::runtime::Handle,
+    /// Where to open the node-id session (see [`Meta::hold_node`]).
+    config: tokio_postgres::Config,
+    /// The node id this process holds and the session holding its advisory lock.
+    node: tokio::sync::Mutex<Option<(String, tokio_postgres::Client)>>,
 }
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -112,7 +116,7 @@ impl PgStore {
         drop(client);
         let (commits, _) = watch::channel(last);
         let stop = CancellationToken::new();
-        tokio::spawn(listen(config, commits.clone(), stop.clone()));
+        tokio::spawn(listen(config.clone(), commits.clone(), stop.clone()));
         let appender = group::Group::spawn(4, 4_000, append_commit(&pool, &commits), stop.clone());
         let recorder = group::Group::spawn(2, 512, deliveries::record_commit(&pool), stop.clone());
         Ok(Self {
@@ -123,6 +127,8 @@ impl PgStore {
                 commits,
                 stop,
                 handle: tokio::runtime::Handle::current(),
+                config,
+                node: tokio::sync::Mutex::new(None),
             }),
         })
     }
@@ -133,6 +139,16 @@ impl PgStore {
             return Err(StoreError::Backend("the store is closed".into()));
         }
         Ok(self.inner.pool.get().await?)
+    }
+
+    /// The node id this process holds (see [`Meta::hold_node`]), if any.
+    pub(crate) async fn held_node(&self) -> Option<String> {
+        self.inner
+            .node
+            .lock()
+            .await
+            .as_ref()
+            .map(|(id, _)| id.clone())
     }
 
     /// Tells this node's long-polls (and delivery worker) that events up to `last` are visible.
@@ -284,6 +300,35 @@ impl Meta for PgStore {
     async fn close(&self) -> StoreResult<()> {
         self.inner.stop.cancel();
         self.inner.pool.close();
+        // Ends the node-id session, which frees the id at once.
+        self.inner.node.lock().await.take();
         Ok(())
+    }
+
+    /// A session-level advisory lock on the id, held by a connection of its own for the life of
+    /// the store: PostgreSQL frees it when the process dies (its socket closes), so the next
+    /// start with the same id gets it, while a live copy elsewhere keeps it.
+    async fn hold_node(&self, node: &str) -> StoreResult<bool> {
+        let mut held = self.inner.node.lock().await;
+        if let Some((id, _)) = held.as_ref() {
+            return Ok(id == node);
+        }
+        let (client, connection) = self.inner.config.connect(NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %e, "the node-id session of the store ended");
+            }
+        });
+        let got: bool = client
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtextextended('ipm:node:' || $1, 0))",
+                &[&node],
+            )
+            .await?
+            .get(0);
+        if got {
+            *held = Some((node.to_string(), client));
+        }
+        Ok(got)
     }
 }

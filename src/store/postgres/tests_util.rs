@@ -18,6 +18,13 @@ pub(super) struct Db {
 }
 
 impl Db {
+    /// The database's URL (for a second store on it: another node).
+    pub(super) fn url(&self) -> String {
+        let mut url = url::Url::parse(&server_url()).unwrap();
+        url.set_path(&format!("/{}", self.name));
+        url.to_string()
+    }
+
     /// Closes `s` and removes the database.
     pub(super) async fn drop(self, s: PgStore) {
         crate::store::Meta::close(&s).await.unwrap();

@@ -21,20 +21,12 @@ fn webhook(org: &str, mode: &str, max_in_flight: u32) -> WebhookRow {
         mode: mode.into(),
         max_in_flight,
         pause_after: Some(5),
-        pause_min_secs: None,
         status: "active".into(),
         secret_sealed: vec![1, 2, 3],
         secret_last4: "abcd".into(),
-        consecutive_failures: 0,
-        first_failure_at_ms: None,
-        total_failures: 0,
-        paused_at: None,
-        pause_reason: None,
-        last_success_at: None,
-        last_failure_at: None,
         created_at: "2026-01-01T00:00:00.000Z".into(),
         created_context: "{}".into(),
-        updated_context: None,
+        ..WebhookRow::default()
     }
 }
 
@@ -281,8 +273,9 @@ async fn claims_are_bounded_per_node_and_never_shared() {
     );
     let ids: std::collections::HashSet<_> = a.iter().chain(&b).map(|c| c.id.clone()).collect();
     assert_eq!(ids.len(), 5, "no delivery is leased to two claimers");
-    // Nothing is claimable before its lease ends; leases survive release_leases.
-    assert_eq!(s.release_leases().await.unwrap(), 0);
+    // Nothing is claimable before its lease ends; a node that does not hold an id cannot
+    // release its leases.
+    assert_eq!(s.release_leases("node-a").await.unwrap(), 0);
     assert!(
         s.claim(t, 60_000, "node-c", slot(&w, 3))
             .await
@@ -597,4 +590,66 @@ async fn concurrent_claimers_never_share_a_delivery_and_ordered_stays_single() {
     assert_eq!(distinct.len(), claimed.len());
     assert_eq!(per(&o), 1);
     db.drop(s).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_node_releases_its_own_leases_and_no_one_elses() {
+    use crate::store::Meta;
+    let (s1, db) = store().await;
+    let w = webhook(ORG, "concurrent", 10);
+    s1.insert_webhook(w.clone()).await.unwrap();
+    s1.append((0..5).map(|n| event(ORG, n)).collect())
+        .await
+        .unwrap();
+    let t = now() + 10;
+    assert!(s1.hold_node("node_a").await.unwrap());
+    assert!(s1.hold_node("node_a").await.unwrap(), "held already");
+    assert!(!s1.hold_node("node_z").await.unwrap(), "one id per store");
+    let a = s1.claim(t, 60_000, "node_a", slot(&w, 2)).await.unwrap();
+    let b = s1.claim(t, 60_000, "node_b", slot(&w, 2)).await.unwrap();
+    assert_eq!((a.len(), b.len()), (2, 2));
+    // A second process with the same id (a copied data dir) gets neither the id nor the leases.
+    let s2 = PgStore::open(&db.url()).await.unwrap();
+    assert!(!s2.hold_node("node_a").await.unwrap());
+    assert_eq!(s2.release_leases("node_a").await.unwrap(), 0);
+    // The first process ends; its id is free, and its next incarnation drops exactly its leases.
+    s1.close().await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !s2.hold_node("node_a").await.unwrap() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the id was never freed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(s2.release_leases("node_a").await.unwrap(), 2);
+    let c = s2.claim(t, 60_000, "node_a", slot(&w, 10)).await.unwrap();
+    let mut got: Vec<String> = c.iter().map(|c| c.id.clone()).collect();
+    got.sort();
+    let mut want: Vec<String> = a.iter().map(|c| c.id.clone()).collect();
+    let leased: std::collections::HashSet<String> =
+        a.iter().chain(&b).map(|c| c.id.clone()).collect();
+    let free: Vec<String> = delivery_ids(&s2, &w)
+        .await
+        .into_iter()
+        .filter(|id| !leased.contains(id))
+        .collect();
+    want.extend(free);
+    want.sort();
+    assert_eq!(
+        got, want,
+        "the released leases and the free delivery, not node_b's"
+    );
+    db.drop(s2).await;
+}
+
+/// Every delivery id of `w`.
+async fn delivery_ids(s: &PgStore, w: &WebhookRow) -> Vec<String> {
+    let c = s.conn().await.unwrap();
+    c.query("SELECT id FROM deliveries WHERE webhook_id = $1", &[&w.id])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
 }

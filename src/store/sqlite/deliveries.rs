@@ -337,7 +337,27 @@ impl Deliveries for SqliteStore {
             .await
     }
 
-    async fn release_leases(&self) -> StoreResult<u64> {
+    async fn unlease(&self, claims: Vec<(String, i64)>) -> StoreResult<u64> {
+        if claims.is_empty() {
+            return Ok(0);
+        }
+        // Relaxed like the claim it undoes: a lost give-back only means the lease lapses.
+        self.writer()
+            .run_relaxed(move |c| {
+                let mut st = c.prepare_cached(
+                    "UPDATE deliveries SET lease_until = NULL, claimed_by = NULL
+                     WHERE id = ?1 AND lease_token = ?2 AND lease_until IS NOT NULL",
+                )?;
+                let mut n = 0u64;
+                for (id, token) in &claims {
+                    n += st.execute(rusqlite::params![id, token])? as u64;
+                }
+                Ok(n)
+            })
+            .await
+    }
+
+    async fn release_leases(&self, _node: &str) -> StoreResult<u64> {
         self.writer()
             .run(|c| {
                 Ok(c.execute(

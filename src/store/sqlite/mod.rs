@@ -169,4 +169,10 @@ impl Meta for SqliteStore {
         .await
         .map_err(|e| StoreError::Backend(e.to_string()))
     }
+
+    /// One process per SQLite file (the data-dir lock of [`crate::node`]): nobody else can hold
+    /// the id.
+    async fn hold_node(&self, _node: &str) -> StoreResult<bool> {
+        Ok(true)
+    }
 }

@@ -30,7 +30,7 @@ const HOOKS_TTL: Duration = Duration::from_millis(250);
 /// Prefetched deliveries per concurrent webhook, as a multiple of its `max_in_flight`.
 const PREFETCH_FACTOR: u32 = 2;
 /// A prefetched delivery is only started while its lease still covers a whole attempt plus
-/// this margin (for recording); otherwise it is dropped and re-claimed after the lease lapses.
+/// this margin (for recording); otherwise it is given back unattempted and claimed again.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// A webhook as the worker needs it: row plus opened key.
@@ -58,16 +58,30 @@ struct Hook {
     queue: VecDeque<Queued>,
 }
 
+/// Claims to give back unattempted: `(delivery id, lease token)`.
+type GiveBack = Vec<(String, i64)>;
+
 impl Hook {
-    /// The next queued delivery whose lease still covers an attempt.
-    fn pop_fresh(&mut self, now: Instant) -> Option<Claimed> {
+    /// The next queued delivery whose lease still covers an attempt; the ones that waited too
+    /// long go to `back`.
+    fn pop_fresh(&mut self, now: Instant, back: &mut GiveBack) -> Option<Claimed> {
         while let Some(q) = self.queue.pop_front() {
             if now < q.start_before {
                 return Some(q.claimed);
             }
-            tracing::debug!(delivery_id = %q.claimed.id, "prefetched delivery waited too long; its lease will lapse");
+            tracing::debug!(delivery_id = %q.claimed.id, "prefetched delivery waited too long; giving it back");
+            back.push((q.claimed.id, q.claimed.lease_token));
         }
         None
+    }
+
+    /// Empties the queue into `back`.
+    fn drop_queue(&mut self, back: &mut GiveBack) {
+        back.extend(
+            self.queue
+                .drain(..)
+                .map(|q| (q.claimed.id, q.claimed.lease_token)),
+        );
     }
 }
 
@@ -120,10 +134,11 @@ pub struct DeliveryWorker {
 }
 
 impl DeliveryWorker {
-    pub fn new(services: Arc<Services>) -> Self {
+    /// A worker leasing deliveries under `node` (this process's node id, [`crate::node`]).
+    pub fn new(services: Arc<Services>, node: &str) -> Self {
         Self {
             services,
-            id: format!("worker_{}", ulid::Ulid::generate()),
+            id: node.to_string(),
             state: Arc::new(Mutex::new(State::default())),
             freed: Arc::new(Notify::new()),
             tasks: TaskTracker::new(),
@@ -178,11 +193,12 @@ impl DeliveryWorker {
                 }
             }
         }
+        let mut back = GiveBack::new();
         let mut st = self.state();
         st.hooks.retain(|id, h| {
             if !fresh.contains_key(id) {
                 h.target = None;
-                h.queue.clear();
+                h.drop_queue(&mut back);
             }
             h.target.is_some() || h.in_flight > 0
         });
@@ -201,23 +217,42 @@ impl DeliveryWorker {
             };
             if ordered {
                 // Switched to ordered mode: deliveries claimed ahead (out of sequence) must not
-                // be sent; their leases lapse and the head is claimed alone.
-                h.queue.clear();
+                // be sent; they are given back and the head is claimed alone.
+                h.drop_queue(&mut back);
             }
             h.target = Some(t);
         }
         st.refreshed = Some(Instant::now());
+        drop(st);
+        self.give_back(back);
         Ok(())
+    }
+
+    /// Ends the leases of claims dropped unattempted (fenced by their tokens), so they can be
+    /// claimed again at once, here or on another node. If that fails they simply lapse.
+    fn give_back(&self, back: GiveBack) {
+        if back.is_empty() {
+            return;
+        }
+        let store = self.services.store.clone();
+        self.tasks.spawn(async move {
+            if let Err(e) = store.unlease(back).await {
+                tracing::warn!(error = %e, "giving back unattempted deliveries failed; their leases will lapse");
+            }
+        });
     }
 
     /// Drops a webhook's prefetched deliveries (after the worker paused it).
     fn forget_queue(&self, webhook_id: &str) {
+        let mut back = GiveBack::new();
         let mut st = self.state();
         if let Some(h) = st.hooks.get_mut(webhook_id) {
             h.target = None;
-            h.queue.clear();
+            h.drop_queue(&mut back);
         }
         st.refreshed = None;
+        drop(st);
+        self.give_back(back);
     }
 
     /// One claim round: claims what is due within each webhook's free capacity (plus its
@@ -263,30 +298,33 @@ impl DeliveryWorker {
             .await?;
         let n = claimed.len();
         let mut starts = Vec::new();
+        let mut back = GiveBack::new();
         {
             let mut st = self.state();
             for c in claimed {
-                // A webhook that left the active set meanwhile: the lease lapses (or the pause
+                // A webhook that left the active set meanwhile: given back (or the pause
                 // already turned the delivery `held`).
-                if let Some(h) = st.hooks.get_mut(&c.webhook_id)
-                    && h.target.is_some()
-                {
-                    h.queue.push_back(Queued {
+                match st.hooks.get_mut(&c.webhook_id) {
+                    Some(h) if h.target.is_some() => h.queue.push_back(Queued {
                         claimed: c,
                         start_before,
-                    });
+                    }),
+                    _ => back.push((c.id, c.lease_token)),
                 }
             }
             let now = Instant::now();
             for h in st.hooks.values_mut() {
                 let Some(t) = h.target.clone() else { continue };
                 while h.in_flight < h.limit {
-                    let Some(c) = h.pop_fresh(now) else { break };
+                    let Some(c) = h.pop_fresh(now, &mut back) else {
+                        break;
+                    };
                     h.in_flight += 1;
                     starts.push((t.clone(), c));
                 }
             }
         }
+        self.give_back(back);
         for (t, c) in starts {
             self.start(t, c);
         }
@@ -312,17 +350,20 @@ impl DeliveryWorker {
     /// A slot of `webhook_id` is done: returns the next prefetched delivery to run in it, or frees
     /// it. Wakes the claim loop when the slot is freed or the queue runs low.
     fn next_or_free(&self, webhook_id: &str) -> Option<(Arc<Target>, Claimed)> {
+        let mut back = GiveBack::new();
         let mut st = self.state();
         let h = st.hooks.get_mut(webhook_id)?;
         // A lowered limit (patch) is honoured by not handing slots on above it.
         if !self.stopping.load(Ordering::Relaxed)
             && h.in_flight <= h.limit
             && let Some(t) = h.target.clone()
-            && let Some(c) = h.pop_fresh(Instant::now())
+            && let Some(c) = h.pop_fresh(Instant::now(), &mut back)
         {
             if h.queue.len() as u32 <= h.prefetch / 2 {
                 self.freed.notify_one();
             }
+            drop(st);
+            self.give_back(back);
             return Some((t, c));
         }
         h.in_flight = h.in_flight.saturating_sub(1);
@@ -330,6 +371,7 @@ impl DeliveryWorker {
             st.hooks.remove(webhook_id);
         }
         drop(st);
+        self.give_back(back);
         self.freed.notify_one();
         None
     }
@@ -373,11 +415,14 @@ impl DeliveryWorker {
     /// commit, or retries fall due.
     pub fn spawn(self, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
-            // Leases carry this id (`claimed_by`), so a stuck lease can be traced to its node.
-            tracing::info!(worker = %self.id, "delivery worker started");
-            match self.services.store.release_leases().await {
+            // Leases carry the node id (`claimed_by`), so a stuck lease can be traced to its node.
+            tracing::info!(node_id = %self.id, "delivery worker started");
+            match self.services.store.release_leases(&self.id).await {
                 Ok(n) if n > 0 => {
-                    tracing::info!(released = n, "released delivery leases of a previous run")
+                    tracing::info!(
+                        released = n,
+                        "released the delivery leases of this node's previous run"
+                    )
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "releasing old leases failed"),
@@ -423,9 +468,14 @@ impl DeliveryWorker {
                 }
             }
             // Let in-flight attempts finish (bounded by the attempt timeout) so their results
-            // are recorded before the store closes; prefetched ones are left (leases are dropped
-            // at the next start).
+            // are recorded before the store closes; prefetched ones are given back, so other
+            // nodes need not wait for their leases.
             self.stopping.store(true, Ordering::Relaxed);
+            let mut back = GiveBack::new();
+            for h in self.state().hooks.values_mut() {
+                h.drop_queue(&mut back);
+            }
+            self.give_back(back);
             let grace = self.attempt_timeout() + Duration::from_secs(1);
             self.tasks.close();
             let _ = tokio::time::timeout(grace, self.tasks.wait()).await;
