@@ -10,7 +10,14 @@
 //!
 //! Per-webhook `max_in_flight`: the runs use the default (8) and `IPM_BENCH_MAX_IN_FLIGHT`
 //! (default 32); both are printed.
+//!
+//! `--postgres`: the server runs on PostgreSQL instead of SQLite (a fresh database per part on
+//! `IPM_BENCH_PG_URL`, default the server of `scripts/setup-postgres.sh`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common {
+    pub mod pg;
+}
 
 use axum::http::{HeaderMap, StatusCode};
 use ipm::App;
@@ -19,9 +26,13 @@ use ipm::domain::ssrf::AllowList;
 use ipm::service::dispatch::{Dispatcher, Outgoing, SystemLookup};
 use serde_json::json;
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Whether the server under test runs on PostgreSQL (`--postgres`).
+static ON_POSTGRES: AtomicBool = AtomicBool::new(false);
 
 /// The default per-webhook in-flight limit (`webhooks.max_in_flight`).
 const DEFAULT_IN_FLIGHT: u32 = 8;
@@ -67,10 +78,17 @@ async fn start_receiver() -> (String, Arrivals) {
 // ---------------------------------------------------------------------------------------------
 // Server under test
 
+/// Reads the delivery table of the server under test, beside the server.
+enum Reader {
+    Sqlite(rusqlite::Connection),
+    Postgres(tokio_postgres::Client),
+}
+
 struct Server {
     base: String,
     key: String,
-    db: std::path::PathBuf,
+    /// The SQLite file, or the PostgreSQL database URL.
+    db: String,
     _dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -85,7 +103,17 @@ async fn start() -> Server {
     config.catalog.unknown_types = ipm::config::UnknownTypes::Accept;
     config.catalog.validation = ipm::config::ValidationMode::Off;
     config.webhooks.allow_private_targets = vec!["127.0.0.0/8".into()];
-    let db = config.data_dir.join("ipm.sqlite3");
+    let db = if ON_POSTGRES.load(Ordering::Relaxed) {
+        let url = common::pg::fresh_db().await;
+        config.database_url = Some(url.clone());
+        url
+    } else {
+        config
+            .data_dir
+            .join("ipm.sqlite3")
+            .to_string_lossy()
+            .into_owned()
+    };
     let app = App::build(config).await.unwrap();
     let key = app.minted_admin_key.clone().unwrap_or_default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -140,14 +168,36 @@ impl Server {
         r.json().await.unwrap()
     }
 
-    /// Deliveries in `succeeded` state, read straight from the store file.
-    fn succeeded(&self, conn: &rusqlite::Connection) -> u64 {
-        conn.query_row(
-            "SELECT COUNT(*) FROM deliveries WHERE status = 'succeeded'",
-            [],
-            |r| r.get::<_, i64>(0),
-        )
-        .unwrap() as u64
+    /// A reader of the server's store (read-only on SQLite).
+    async fn reader(&self) -> Reader {
+        if ON_POSTGRES.load(Ordering::Relaxed) {
+            let (client, conn) = tokio_postgres::connect(&self.db, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            Reader::Postgres(client)
+        } else {
+            Reader::Sqlite(
+                rusqlite::Connection::open_with_flags(
+                    &self.db,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .unwrap(),
+            )
+        }
+    }
+}
+
+impl Reader {
+    /// Deliveries in `succeeded` state, read straight from the store.
+    async fn succeeded(&self) -> u64 {
+        const SQL: &str = "SELECT COUNT(*) FROM deliveries WHERE status = 'succeeded'";
+        let n: i64 = match self {
+            Reader::Sqlite(c) => c.query_row(SQL, [], |r| r.get(0)).unwrap(),
+            Reader::Postgres(c) => c.query_one(SQL, &[]).await.unwrap().get(0),
+        };
+        n as u64
     }
 }
 
@@ -244,11 +294,7 @@ async fn durable(events: usize, hooks: usize, mif: u32) -> (f64, f64) {
         })
         .collect();
     let total = (events * hooks) as u64;
-    let conn = rusqlite::Connection::open_with_flags(
-        &s.db,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .unwrap();
+    let conn = s.reader().await;
     let start = Instant::now();
     for b in batches {
         let r = s.publish(&client, b).await;
@@ -257,13 +303,13 @@ async fn durable(events: usize, hooks: usize, mif: u32) -> (f64, f64) {
     let ingested = start.elapsed().as_secs_f64();
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        if s.succeeded(&conn) >= total {
+        if conn.succeeded().await >= total {
             break;
         }
         assert!(
             Instant::now() < deadline,
             "deliveries did not finish: {} of {total} succeeded, {} requests arrived",
-            s.succeeded(&conn),
+            conn.succeeded().await,
             arrivals.count.load(Ordering::Relaxed)
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -350,6 +396,7 @@ fn main() {
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");
+    ON_POSTGRES.store(args.iter().any(|a| a == "--postgres"), Ordering::Relaxed);
     let mif: u32 = std::env::var("IPM_BENCH_MAX_IN_FLIGHT")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -363,7 +410,12 @@ fn main() {
         let events = if quick { 2_000 } else { 10_000 };
         let lat_secs = if quick { 3 } else { 10 };
         println!(
-            "webhook deliveries, loopback receiver answering 204; {} cores",
+            "webhook deliveries on {}, loopback receiver answering 204; {} cores",
+            if ON_POSTGRES.load(Ordering::Relaxed) {
+                "PostgreSQL"
+            } else {
+                "SQLite"
+            },
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
         let mut limits = vec![DEFAULT_IN_FLIGHT];

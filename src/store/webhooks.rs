@@ -122,7 +122,8 @@ pub struct AttemptRecord {
     pub started_ms: i64,
     pub success: bool,
     /// The delivery's new status (`succeeded`, `failed`, `exhausted` or `held`); non-terminal
-    /// statuses become `held` when the webhook is no longer active.
+    /// statuses become `held` when the webhook is paused meanwhile, `skipped` when it was
+    /// revoked or deleted (an attempt still under way when that happened).
     pub new_status: String,
     pub next_attempt_at_ms: Option<i64>,
 }

@@ -495,3 +495,63 @@ async fn a_given_back_claim_is_claimable_again_only_with_its_own_token() {
         s.close().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn an_attempt_finishing_after_a_revoke_leaves_the_delivery_skipped_unless_it_succeeded() {
+    use ipm::store::{AttemptRecord, AttemptRow, ClaimSlot};
+    for (name, s, _b) in stores().await {
+        let w = webhook_row("org_r");
+        s.insert_webhook(w.clone()).await.unwrap();
+        let now = ipm::domain::time::now_millis() + 1_000;
+        s.enqueue(vec![
+            test_delivery("org_r", &w.id, now),
+            test_delivery("org_r", &w.id, now),
+        ])
+        .await
+        .unwrap();
+        let slot = vec![ClaimSlot {
+            webhook_id: w.id.clone(),
+            ordered: false,
+            free: 8,
+        }];
+        let claimed = s.claim(now, 600_000, "a", slot).await.unwrap();
+        assert_eq!(claimed.len(), 2, "{name}");
+        // Revoked while both attempts are under way: one fails, one gets its 2xx.
+        assert!(s.revoke_webhook("org_r", &w.id, "{}".into()).await.unwrap());
+        let record = |c: &ipm::store::Claimed, ok: bool| AttemptRecord {
+            delivery_id: c.id.clone(),
+            webhook_id: c.webhook_id.clone(),
+            lease_token: c.lease_token,
+            attempt: AttemptRow {
+                attempt: c.attempt,
+                started_at: "2026-01-01T00:00:00.000Z".into(),
+                duration_ms: 3,
+                status_code: Some(if ok { 200 } else { 500 }),
+                error: None,
+                response_body_excerpt: None,
+            },
+            started_ms: now,
+            success: ok,
+            new_status: if ok { "succeeded" } else { "failed" }.into(),
+            next_attempt_at_ms: (!ok).then_some(now + 60_000),
+        };
+        let (failed, ok) = (&claimed[0], &claimed[1]);
+        s.record(now, vec![record(failed, false), record(ok, true)])
+            .await
+            .unwrap();
+        let status = |id: String| {
+            let s = s.clone();
+            let wid = w.id.clone();
+            async move {
+                s.get_delivery("org_r", &wid, &id)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .status
+            }
+        };
+        assert_eq!(status(failed.id.clone()).await, "skipped", "{name}");
+        assert_eq!(status(ok.id.clone()).await, "succeeded", "{name}");
+        s.close().await.unwrap();
+    }
+}

@@ -236,15 +236,18 @@ async fn record_tx(
         .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3))))
         .collect();
     // The delivery rows, fenced by the claim's token; non-terminal results of a webhook that is
-    // no longer active become `held`.
+    // no longer active become `held` (paused) or `skipped` (revoked or deleted).
     let (mut ids, mut statuses, mut attempts, mut nexts, mut codes, mut tokens) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     for r in &records {
-        let active = health.get(&r.webhook_id).is_some_and(|h| h.0 == "active");
-        let status = if matches!(r.new_status.as_str(), "failed" | "pending") && !active {
-            "held"
-        } else {
-            r.new_status.as_str()
+        let status = match (
+            r.new_status.as_str(),
+            health.get(&r.webhook_id).map(|h| h.0.as_str()),
+        ) {
+            ("failed" | "pending", Some("active")) => r.new_status.as_str(),
+            ("failed" | "pending", Some("paused")) => "held",
+            ("failed" | "pending", _) => "skipped",
+            (other, _) => other,
         };
         ids.push(r.delivery_id.as_str());
         statuses.push(status);

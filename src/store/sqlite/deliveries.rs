@@ -221,9 +221,10 @@ fn record_tx(
         .unwrap_or_else(now_rfc3339);
     let mut upd = c.prepare_cached(
         "UPDATE deliveries SET
-           status = CASE WHEN ?2 IN ('failed', 'pending')
-                          AND COALESCE((SELECT status FROM webhooks WHERE id = ?3), 'revoked') <> 'active'
-                         THEN 'held' ELSE ?2 END,
+           status = CASE WHEN ?2 NOT IN ('failed', 'pending') THEN ?2
+                         ELSE CASE COALESCE((SELECT status FROM webhooks WHERE id = ?3), 'revoked')
+                           WHEN 'active' THEN ?2 WHEN 'paused' THEN 'held' ELSE 'skipped' END
+                         END,
            attempt_count = ?4, next_attempt_at = COALESCE(?5, next_attempt_at), lease_until = NULL,
            claimed_by = NULL, last_status_code = ?6, updated_at = ?7
          WHERE id = ?1 AND lease_token = ?8",

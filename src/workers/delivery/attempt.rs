@@ -145,8 +145,8 @@ impl DeliveryWorker {
                 .await
             {
                 Ok(true) => {
-                    // Its prefetched deliveries must not be sent any more; their leases lapse
-                    // and the pause already turned them `held`.
+                    // Its prefetched deliveries must not be sent any more: they are given back
+                    // (the pause already turned them `held`).
                     self.forget_queue(&t.row.id);
                     tracing::warn!(webhook_id = %t.row.id, reason, "webhook paused")
                 }
