@@ -59,7 +59,6 @@ async fn claim_tx(
     // lease held by a result still being recorded never stalls the next claim. Ordered webhooks
     // are one in flight across *all* nodes: their rows are locked (in id order, so two claimers
     // never deadlock) and the count of leases below is checked under that lock.
-    let ids: Vec<&str> = slots.iter().map(|s| s.webhook_id.as_str()).collect();
     let mut ordered: Vec<&str> = slots
         .iter()
         .filter(|s| s.ordered)
@@ -68,19 +67,25 @@ async fn claim_tx(
     ordered.sort_unstable();
     if !ordered.is_empty() {
         tx.execute(
-            "SELECT 1 FROM webhooks WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+            &tx.prepare_cached("SELECT 1 FROM webhooks WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+                .await?,
             &[&ordered],
         )
         .await?;
     }
-    let active: HashMap<String, i64> = tx
+    let mut out = claim_concurrent(tx, now, lease_ms, claimer, &slots).await?;
+    if ordered.is_empty() {
+        return Ok(out);
+    }
+    let active: std::collections::HashSet<String> = tx
         .query(
-            "SELECT id, max_in_flight FROM webhooks WHERE id = ANY($1) AND status = 'active'",
-            &[&ids],
+            &tx.prepare_cached("SELECT id FROM webhooks WHERE id = ANY($1) AND status = 'active'")
+                .await?,
+            &[&ordered],
         )
         .await?
         .into_iter()
-        .map(|r| (r.get(0), r.get(1)))
+        .map(|r| r.get(0))
         .collect();
     // Deliveries in flight anywhere: leased and the lease not over (`lease_until >= now` is
     // exactly "not claimable because of its lease").
@@ -90,98 +95,120 @@ async fn claim_tx(
                AND lease_until >= $2 AND status IN ('pending', 'failed')",
         )
         .await?;
-    let due = tx
-        .prepare_cached(
-            "SELECT id FROM deliveries WHERE webhook_id = $1 AND status IN ('pending', 'failed')
-               AND next_attempt_at <= $2 AND (lease_until IS NULL OR lease_until < $2)
-             ORDER BY next_attempt_at, seq LIMIT $3 FOR UPDATE SKIP LOCKED",
-        )
-        .await?;
     let head = tx
         .prepare_cached(
             "SELECT id FROM deliveries WHERE webhook_id = $1 AND status IN ('pending', 'failed')
              ORDER BY seq, id LIMIT 1",
         )
         .await?;
-    // Re-checked on the locked row version.
-    let lock_head = tx
-        .prepare_cached(
-            "SELECT id FROM deliveries WHERE id = $1 AND status IN ('pending', 'failed')
-               AND next_attempt_at <= $2 AND (lease_until IS NULL OR lease_until < $2)
-             FOR UPDATE SKIP LOCKED",
-        )
+    // Re-checked on the locked row version; leased with the body fetched (the delivery's own,
+    // or the stored event's; NULL when retention purged it).
+    let lease_head = tx
+        .prepare_cached(&format!(
+            "UPDATE deliveries d SET lease_until = $3, claimed_by = $4,
+               lease_token = d.lease_token + 1
+             FROM (SELECT id FROM deliveries WHERE id = $1 AND status IN ('pending', 'failed')
+                     AND next_attempt_at <= $2 AND (lease_until IS NULL OR lease_until < $2)
+                   FOR UPDATE SKIP LOCKED) h
+             WHERE d.id = h.id
+             RETURNING {LEASED}"
+        ))
         .await?;
-    // One statement leases a slot's deliveries and fetches their bodies (the delivery's own, or
-    // the stored event's; NULL when retention purged it).
-    let lease = tx
-        .prepare_cached(
-            "UPDATE deliveries d SET lease_until = $2, claimed_by = $3, lease_token = d.lease_token + 1
-             WHERE d.id = ANY($1)
-             RETURNING d.id, d.org_id, d.webhook_id, d.event_id, d.event_type, d.attempt_count,
-               d.lease_token,
-               COALESCE(d.body, (SELECT e.body FROM events e WHERE e.seq = d.seq AND e.org_id = d.org_id)),
-               d.ingested_at",
-        )
-        .await?;
-    let mut out = Vec::new();
-    for slot in slots {
-        let Some(&max) = active.get(&slot.webhook_id) else {
-            continue;
-        };
-        let room = max.min(i64::from(slot.free));
-        if room <= 0 {
+    for slot in slots.iter().filter(|s| s.ordered) {
+        if !active.contains(&slot.webhook_id) {
             continue;
         }
-        let ids: Vec<String> = if slot.ordered {
-            // Only the head, and only while nothing of this webhook is in flight on any node.
-            let in_flight: i64 = tx
-                .query_one(&leased, &[&slot.webhook_id, &now])
-                .await?
-                .get(0);
-            if in_flight > 0 {
-                continue;
-            }
-            let Some(h) = tx.query_opt(&head, &[&slot.webhook_id]).await? else {
-                continue;
-            };
-            let id: String = h.get(0);
-            tx.query_opt(&lock_head, &[&id, &now])
-                .await?
-                .map(|r| r.get(0))
-                .into_iter()
-                .collect()
-        } else {
-            tx.query(&due, &[&slot.webhook_id, &now, &room])
-                .await?
-                .iter()
-                .map(|r| r.get(0))
-                .collect()
-        };
-        if ids.is_empty() {
+        // Only the head, and only while nothing of this webhook is in flight on any node.
+        let in_flight: i64 = tx
+            .query_one(&leased, &[&slot.webhook_id, &now])
+            .await?
+            .get(0);
+        if in_flight > 0 {
             continue;
         }
-        let rows = tx
-            .query(&lease, &[&ids, &(now + lease_ms), &claimer])
-            .await?;
-        let mut by_id: HashMap<String, tokio_postgres::Row> =
-            rows.into_iter().map(|r| (r.get(0), r)).collect();
-        // In claim order (due time, then sequence).
-        for id in ids {
-            let Some(r) = by_id.remove(&id) else { continue };
-            out.push(Claimed {
-                id,
-                org_id: r.get(1),
-                webhook_id: r.get(2),
-                event_id: r.get(3),
-                event_type: r.get(4),
-                attempt: as_u32(r.get(5)).saturating_add(1),
-                lease_token: r.get(6),
-                body: r.get(7),
-                ingested_at_ms: r.get(8),
-            });
+        let Some(h) = tx.query_opt(&head, &[&slot.webhook_id]).await? else {
+            continue;
+        };
+        let id: String = h.get(0);
+        for r in tx
+            .query(&lease_head, &[&id, &now, &(now + lease_ms), &claimer])
+            .await?
+        {
+            out.push(claimed(&r));
         }
     }
     Ok(out)
+}
+
+/// What a lease statement returns: [`claimed`] reads it.
+const LEASED: &str = "d.id, d.org_id, d.webhook_id, d.event_id, d.event_type, d.attempt_count,
+    d.lease_token,
+    COALESCE(d.body, (SELECT e.body FROM events e WHERE e.seq = d.seq AND e.org_id = d.org_id)),
+    d.ingested_at, d.next_attempt_at, d.seq";
+
+fn claimed(r: &Row) -> Claimed {
+    Claimed {
+        id: r.get(0),
+        org_id: r.get(1),
+        webhook_id: r.get(2),
+        event_id: r.get(3),
+        event_type: r.get(4),
+        attempt: as_u32(r.get(5)).saturating_add(1),
+        lease_token: r.get(6),
+        body: r.get(7),
+        ingested_at_ms: r.get(8),
+    }
+}
+
+/// The concurrent webhooks' claims in one statement (one round trip whatever the number of
+/// webhooks): each active webhook's due deliveries, up to its free slots (the worker's in-flight
+/// capacity plus its claim-ahead queue, as on SQLite), taken with `SKIP LOCKED` and leased. In
+/// claim order per webhook (due time, then sequence).
+async fn claim_concurrent(
+    tx: &Transaction<'_>,
+    now: i64,
+    lease_ms: i64,
+    claimer: &str,
+    slots: &[ClaimSlot],
+) -> StoreResult<Vec<Claimed>> {
+    let (wids, free): (Vec<&str>, Vec<i64>) = slots
+        .iter()
+        .filter(|s| !s.ordered)
+        .map(|s| (s.webhook_id.as_str(), i64::from(s.free)))
+        .unzip();
+    if wids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let st = tx
+        .prepare_cached(&format!(
+            "WITH s AS (
+               SELECT u.wid, u.n FROM unnest($1::text[], $2::int8[]) AS u(wid, n)
+               JOIN webhooks w ON w.id = u.wid AND w.status = 'active'
+             ), due AS (
+               SELECT x.id FROM s CROSS JOIN LATERAL (
+                 SELECT id FROM deliveries
+                 WHERE webhook_id = s.wid AND status IN ('pending', 'failed')
+                   AND next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until < $3)
+                 ORDER BY next_attempt_at, seq LIMIT s.n FOR UPDATE SKIP LOCKED
+               ) x
+             )
+             UPDATE deliveries d SET lease_until = $4, claimed_by = $5,
+               lease_token = d.lease_token + 1
+             FROM due WHERE d.id = due.id
+             RETURNING {LEASED}"
+        ))
+        .await?;
+    let mut rows = tx
+        .query(&st, &[&wids, &free, &now, &(now + lease_ms), &claimer])
+        .await?;
+    rows.sort_by_key(|r| {
+        (
+            r.get::<_, String>(2),
+            r.get::<_, i64>(9),
+            r.get::<_, i64>(10),
+        )
+    });
+    Ok(rows.iter().map(claimed).collect())
 }
 
 /// Claims and attempt records are answered at commit, before the WAL flush, as on SQLite
@@ -227,8 +254,11 @@ async fn record_tx(
     wids.dedup();
     let health: HashMap<String, (String, i64, Option<i64>)> = tx
         .query(
-            "SELECT id, status, consecutive_failures, first_failure_at FROM webhooks
+            &tx.prepare_cached(
+                "SELECT id, status, consecutive_failures, first_failure_at FROM webhooks
              WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+            )
+            .await?,
             &[&wids],
         )
         .await?
@@ -258,13 +288,16 @@ async fn record_tx(
     }
     let applied: std::collections::HashSet<String> = tx
         .query(
-            "UPDATE deliveries d SET status = u.st, attempt_count = u.att,
+            &tx.prepare_cached(
+                "UPDATE deliveries d SET status = u.st, attempt_count = u.att,
                next_attempt_at = COALESCE(u.nxt, d.next_attempt_at), lease_until = NULL,
                claimed_by = NULL, last_status_code = u.code, updated_at = $7
              FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::int8[])
                AS u(id, st, att, nxt, code, tok)
              WHERE d.id = u.id AND d.lease_token = u.tok
              RETURNING d.id",
+            )
+            .await?,
             &[&ids, &statuses, &attempts, &nexts, &codes, &tokens, &now],
         )
         .await?
@@ -313,13 +346,16 @@ async fn record_tx(
     }
     if !a_id.is_empty() {
         tx.execute(
-            "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms,
+            &tx.prepare_cached(
+                "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms,
                status_code, error, response_body_excerpt)
              SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::int8[],
                                   $6::text[], $7::text[])
              ON CONFLICT (delivery_id, attempt) DO UPDATE SET started_at = excluded.started_at,
                duration_ms = excluded.duration_ms, status_code = excluded.status_code,
                error = excluded.error, response_body_excerpt = excluded.response_body_excerpt",
+            )
+            .await?,
             &[&a_id, &a_no, &a_at, &a_dur, &a_code, &a_err, &a_ex],
         )
         .await?;
@@ -341,13 +377,16 @@ async fn record_tx(
     }
     if !w_id.is_empty() {
         tx.execute(
-            "UPDATE webhooks w SET consecutive_failures = u.cf, first_failure_at = u.ff,
+            &tx.prepare_cached(
+                "UPDATE webhooks w SET consecutive_failures = u.cf, first_failure_at = u.ff,
                total_failures = w.total_failures + u.nf,
                last_success_at = CASE WHEN u.ok THEN $7 ELSE w.last_success_at END,
                last_failure_at = CASE WHEN u.bad THEN $7 ELSE w.last_failure_at END
              FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::bool[], $6::bool[])
                AS u(id, cf, ff, nf, ok, bad)
              WHERE w.id = u.id",
+            )
+            .await?,
             &[&w_id, &w_cf, &w_first, &w_fail, &w_ok, &w_bad, &now],
         )
         .await?;
@@ -415,10 +454,12 @@ impl Deliveries for PgStore {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        // Concurrent attempts' results share one transaction (see `group.rs`).
+        // Concurrent attempts' results of a webhook share one transaction (see `group.rs`): they
+        // would all wait on the webhook row's lock.
+        let key = records[0].webhook_id.clone();
         self.inner
             .recorder
-            .call(records.into_iter().map(|r| (now_ms, r)).collect())
+            .call(&key, records.into_iter().map(|r| (now_ms, r)).collect())
             .await
     }
 

@@ -8,6 +8,10 @@
 //!
 //! Waiting calls are gathered into one transaction, as the SQLite writer does; a group that fails
 //! is retried call by call, so one bad call never fails its neighbours.
+//!
+//! [`Sharded`] routes calls by a key (the org, for appends) to one task per shard: calls that
+//! would wait on the same lock inside the database queue up in one place instead, and the next
+//! transaction takes all of them at once.
 use crate::store::{StoreError, StoreResult};
 use futures_util::future::BoxFuture;
 use std::sync::Arc;
@@ -54,6 +58,35 @@ impl<I: Clone + Send + 'static, O: Send + 'static> Group<I, O> {
             .map_err(|_| StoreError::Backend("the store is closed".into()))?;
         done.await
             .map_err(|_| StoreError::Backend("a group commit dropped a call".into()))?
+    }
+}
+
+/// Group commit with one task per shard; a call goes to the shard of its key.
+pub(crate) struct Sharded<I, O> {
+    shards: Vec<Group<I, O>>,
+}
+
+impl<I: Clone + Send + 'static, O: Send + 'static> Sharded<I, O> {
+    /// Starts `shards` single-task groups, each folding up to `max_items` items into one commit.
+    pub(crate) fn spawn(
+        shards: usize,
+        max_items: usize,
+        commit: Commit<I, O>,
+        stop: CancellationToken,
+    ) -> Self {
+        Self {
+            shards: (0..shards.max(1))
+                .map(|_| Group::spawn(1, max_items, commit.clone(), stop.clone()))
+                .collect(),
+        }
+    }
+
+    /// Runs `items` in the next transaction of `key`'s shard.
+    pub(crate) async fn call(&self, key: &str, items: Vec<I>) -> StoreResult<Vec<O>> {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let h = BuildHasherDefault::<DefaultHasher>::default().hash_one(key);
+        let shard = (h % self.shards.len() as u64) as usize;
+        self.shards[shard].call(items).await
     }
 }
 

@@ -57,10 +57,10 @@ pub struct PgStore {
 
 struct Inner {
     pool: Pool,
-    /// Group commit of event appends.
-    appender: group::Group<super::EventRow, super::AppendOutcome>,
-    /// Group commit of delivery attempt records.
-    recorder: group::Group<(i64, super::AttemptRecord), super::Recorded>,
+    /// Group commit of event appends, sharded by org.
+    appender: group::Sharded<super::EventRow, super::AppendOutcome>,
+    /// Group commit of delivery attempt records, sharded by webhook.
+    recorder: group::Sharded<(i64, super::AttemptRecord), super::Recorded>,
     commits: watch::Sender<i64>,
     stop: CancellationToken,
     /// The runtime the store was opened on (blocking file calls drive the client on it).
@@ -117,8 +117,10 @@ impl PgStore {
         let (commits, _) = watch::channel(last);
         let stop = CancellationToken::new();
         tokio::spawn(listen(config.clone(), commits.clone(), stop.clone()));
-        let appender = group::Group::spawn(4, 4_000, append_commit(&pool, &commits), stop.clone());
-        let recorder = group::Group::spawn(2, 512, deliveries::record_commit(&pool), stop.clone());
+        let appender =
+            group::Sharded::spawn(4, 4_000, append_commit(&pool, &commits), stop.clone());
+        let recorder =
+            group::Sharded::spawn(4, 512, deliveries::record_commit(&pool), stop.clone());
         Ok(Self {
             inner: Arc::new(Inner {
                 appender,
