@@ -86,6 +86,11 @@ pub struct Services {
     pub auth_cache: keys::AuthCache,
     /// Webhook config, SSRF guard, sealing key and delivery client (see [`webhooks::WebhookKit`]).
     pub webhooks: Arc<webhooks::WebhookKit>,
+    /// Bumped after every webhook change made through this process (patch, pause, enable,
+    /// revoke): the delivery worker starts no further attempt from a webhook list older than
+    /// that, so a revoke or pause answered here stops this node's sends at once (other nodes
+    /// follow within their list cache age).
+    pub webhook_epoch: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Services {
@@ -102,6 +107,7 @@ impl Services {
             cursors: CursorCodec::new(key),
             validator,
             auth_cache: keys::AuthCache::default(),
+            webhook_epoch: Arc::default(),
             webhooks: Arc::new(
                 webhooks::WebhookKit::ephemeral()
                     .map_err(|e| ServiceError::Store(crate::store::StoreError::Backend(e)))?,

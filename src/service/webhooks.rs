@@ -597,6 +597,7 @@ impl Services {
         if !self.store.update_webhook(w.clone()).await? {
             return Err(ServiceError::Conflict("the webhook is revoked".into()));
         }
+        self.webhooks_changed();
         Ok(self.webhook_out(&self.load_webhook(org, id).await?))
     }
 
@@ -611,7 +612,15 @@ impl Services {
         who.can_manage_org(org)?;
         let _ = self.load_webhook(org, id).await?;
         self.store.revoke_webhook(org, id, ctx.to_json()).await?;
+        self.webhooks_changed();
         Ok(())
+    }
+
+    /// Tells this process's delivery worker that its webhook list is stale (see
+    /// [`Services::webhook_epoch`]).
+    fn webhooks_changed(&self) {
+        self.webhook_epoch
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Builds a system event of the `ipm` service for `org` (validated against the catalog).
@@ -709,7 +718,7 @@ impl Services {
             acked_at: None,
             acked_context: None,
         });
-        Ok(self
+        let paused = self
             .store
             .pause_webhook(
                 &w.org_id,
@@ -722,7 +731,9 @@ impl Services {
                     inbox,
                 },
             )
-            .await?)
+            .await?;
+        self.webhooks_changed();
+        Ok(paused)
     }
 
     /// Operator pause.
@@ -790,6 +801,7 @@ impl Services {
         self.store
             .enable_webhook(org, id, skip_backlog, ctx.to_json(), event)
             .await?;
+        self.webhooks_changed();
         Ok(self.webhook_out(&self.load_webhook(org, id).await?))
     }
 

@@ -102,3 +102,46 @@ async fn deliveries_claimed_ahead_are_given_back_on_pause_and_sent_right_after_e
     }
     assert_eq!(orders(), 30, "each exactly once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_attempt_starts_on_this_node_once_a_revoke_is_answered() {
+    let app = wh_app(vec![1]).await;
+    let rx = Receiver::start(Reply::Ok).await;
+    rx.set_delay(Duration::from_millis(400));
+    let w = create(
+        &app,
+        "org_v",
+        json!({"url": rx.url(), "delivery": {"max_in_flight": 2}}),
+    )
+    .await;
+    let wid = w["id"].as_str().unwrap().to_string();
+    app.publish(&events("org_v", "v", 30)).await;
+    // Revoke while two attempts are under way and more are claimed ahead, about when the
+    // running ones finish and would hand their slots on (arrivals are counted on arrival).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rx.count() < 3 {
+        assert!(Instant::now() < deadline, "deliveries did not start");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let r = app
+        .req(
+            reqwest::Method::DELETE,
+            &format!("/v1/orgs/org_v/webhooks/{wid}"),
+            &app.admin_key,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    // Anything started before the revoke has arrived by now.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let at_revoke = rx.count();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(
+        rx.count(),
+        at_revoke,
+        "an attempt started after the revoke was answered"
+    );
+    assert!(at_revoke < 30, "everything was delivered before the revoke");
+}

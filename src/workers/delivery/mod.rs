@@ -90,6 +90,8 @@ struct State {
     hooks: HashMap<String, Hook>,
     /// When the active webhook list was last read (`None`: never, or invalidated).
     refreshed: Option<Instant>,
+    /// [`Services::webhook_epoch`] as it was before that read.
+    epoch: u64,
 }
 
 /// One in-flight slot of a webhook; handed on or released once, at the latest when dropped.
@@ -165,6 +167,8 @@ impl DeliveryWorker {
     /// Re-reads the active webhooks: opens keys only for new or changed secrets, drops the
     /// queues of webhooks that are no longer active (paused, revoked, deleted).
     async fn refresh(&self) -> StoreResult<()> {
+        // Read before the list: a change committed after this shows as a newer epoch.
+        let epoch = self.epoch();
         let rows = self.services.store.active_webhooks().await?;
         let known: HashMap<String, Arc<Target>> = self
             .state()
@@ -223,9 +227,20 @@ impl DeliveryWorker {
             h.target = Some(t);
         }
         st.refreshed = Some(Instant::now());
+        st.epoch = epoch;
         drop(st);
         self.give_back(back);
         Ok(())
+    }
+
+    fn epoch(&self) -> u64 {
+        self.services.webhook_epoch.load(Ordering::SeqCst)
+    }
+
+    /// Whether the webhook list predates a change made through this process: then no attempt
+    /// starts from it (a revoke or pause answered here must stop this node's sends at once).
+    fn outdated(&self, st: &State) -> bool {
+        st.epoch != self.epoch()
     }
 
     /// Ends the leases of claims dropped unattempted (fenced by their tokens), so they can be
@@ -259,10 +274,10 @@ impl DeliveryWorker {
     /// prefetch allowance when `prefetch`), then starts as many as slots allow. Returns how many
     /// were claimed.
     async fn claim_round(&self, prefetch: bool, refresh: bool) -> StoreResult<usize> {
-        let stale = self
-            .state()
-            .refreshed
-            .is_none_or(|at| at.elapsed() >= HOOKS_TTL);
+        let stale = {
+            let st = self.state();
+            st.refreshed.is_none_or(|at| at.elapsed() >= HOOKS_TTL) || self.outdated(&st)
+        };
         if refresh || stale {
             self.refresh().await?;
         }
@@ -313,7 +328,14 @@ impl DeliveryWorker {
                 }
             }
             let now = Instant::now();
-            for h in st.hooks.values_mut() {
+            // Changed while claiming: the queue keeps them until the next round re-reads the list.
+            let hooks = if self.outdated(&st) {
+                self.freed.notify_one();
+                None
+            } else {
+                Some(&mut st.hooks)
+            };
+            for h in hooks.into_iter().flat_map(|h| h.values_mut()) {
                 let Some(t) = h.target.clone() else { continue };
                 while h.in_flight < h.limit {
                     let Some(c) = h.pop_fresh(now, &mut back) else {
@@ -352,9 +374,12 @@ impl DeliveryWorker {
     fn next_or_free(&self, webhook_id: &str) -> Option<(Arc<Target>, Claimed)> {
         let mut back = GiveBack::new();
         let mut st = self.state();
+        let outdated = self.outdated(&st);
         let h = st.hooks.get_mut(webhook_id)?;
-        // A lowered limit (patch) is honoured by not handing slots on above it.
+        // A lowered limit (patch) is honoured by not handing slots on above it; after a change
+        // through this process, the claim loop re-reads the list before anything starts.
         if !self.stopping.load(Ordering::Relaxed)
+            && !outdated
             && h.in_flight <= h.limit
             && let Some(t) = h.target.clone()
             && let Some(c) = h.pop_fresh(Instant::now(), &mut back)
