@@ -121,7 +121,7 @@ async fn start_node(url: &str) -> (Served, String) {
             ("IPM_WEBHOOKS__ENCRYPTION_KEY", SEAL_KEY),
             ("IPM_WEBHOOKS__ALLOW_PRIVATE_TARGETS", "[\"127.0.0.0/8\"]"),
             ("IPM_WEBHOOKS__RETRY_SCHEDULE_SECS", "[1, 1, 1, 1, 1, 1]"),
-            // A short attempt timeout keeps the lease (3 × timeout + 30 s) of the killed node short.
+            // A short attempt timeout keeps the lease (5 × timeout + 30 s) of the killed node short.
             ("IPM_WEBHOOKS__ATTEMPT_TIMEOUT_SECS", "2"),
         ],
         None,
@@ -217,7 +217,7 @@ async fn failover_after_kill_9_of_one_of_three_nodes_delivers_every_pair_without
     assert!(!held.is_empty(), "the victim held no lease when killed");
     let accepted = publisher.await.unwrap();
     assert_eq!(accepted.len(), 5_000);
-    // The victim's leases expire (3 × attempt timeout + 30 s); the survivors take them over.
+    // The victim's leases expire (5 × attempt timeout + 30 s); the survivors take them over.
     let deadline = Instant::now() + Duration::from_secs(150);
     for (i, rx) in rxs.iter().enumerate() {
         rx.wait_for_ids(&accepted, deadline, &format!("webhook {i}"))

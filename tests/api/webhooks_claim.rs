@@ -89,7 +89,7 @@ async fn deliveries_claimed_ahead_are_given_back_on_pause_and_sent_right_after_e
     assert!(orders() < 30, "everything was delivered before the pause");
     let r = action("enable").send().await.unwrap();
     assert!(r.status().is_success(), "{}", r.status());
-    // Every event arrives well before a lease (3 × 1 s + 30 s) could have lapsed: the claims
+    // Every event arrives well before a lease (5 × 1 s + 30 s) could have lapsed: the claims
     // dropped at the pause were given back.
     let deadline = Instant::now() + Duration::from_secs(20);
     while orders() < 30 {

@@ -81,7 +81,7 @@ async fn kill_9_during_a_delivery_storm_loses_no_delivery() {
         bin = start_bin(dir.path(), log.clone()).await;
     }
     assert_eq!(accepted.len(), 10_000);
-    // Sooner than a lease lapses (3 × the 15 s attempt timeout + 30 s = 75 s): the restarted
+    // Sooner than a lease lapses (5 × the 15 s attempt timeout + 30 s = 105 s): the restarted
     // process has the same node id and releases its previous run's leases at start.
     let deadline = Instant::now() + Duration::from_secs(60);
     for (i, rx) in rxs.iter().enumerate() {

@@ -28,7 +28,7 @@ const IDLE_POLL: Duration = Duration::from_millis(200);
 /// leases deliveries of webhooks that are active in the store at that moment.
 const HOOKS_TTL: Duration = Duration::from_millis(250);
 /// Prefetched deliveries per concurrent webhook, as a multiple of its `max_in_flight`.
-const PREFETCH_FACTOR: u32 = 2;
+const PREFETCH_FACTOR: u32 = 4;
 /// A prefetched delivery is only started while its lease still covers a whole attempt plus
 /// this margin (for recording); otherwise it is given back unattempted and claimed again.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
