@@ -301,6 +301,8 @@ impl DeliveryWorker {
             })
             .collect();
         if slots.is_empty() {
+            // Full queues may still hold deliveries that no slot has taken yet.
+            self.start_ready();
             return Ok(0);
         }
         let lease = self.lease();
@@ -312,7 +314,6 @@ impl DeliveryWorker {
             .claim(now_millis(), lease.as_millis() as i64, &self.id, slots)
             .await?;
         let n = claimed.len();
-        let mut starts = Vec::new();
         let mut back = GiveBack::new();
         {
             let mut st = self.state();
@@ -327,15 +328,27 @@ impl DeliveryWorker {
                     _ => back.push((c.id, c.lease_token)),
                 }
             }
-            let now = Instant::now();
-            // Changed while claiming: the queue keeps them until the next round re-reads the list.
-            let hooks = if self.outdated(&st) {
+        }
+        self.give_back(back);
+        self.start_ready();
+        Ok(n)
+    }
+
+    /// Starts queued deliveries in every free slot. Not from a webhook list that predates a
+    /// change made through this process: then the claim loop is woken to re-read it first (the
+    /// queues keep their deliveries meanwhile).
+    fn start_ready(&self) {
+        let mut starts = Vec::new();
+        let mut back = GiveBack::new();
+        {
+            let mut st = self.state();
+            if self.outdated(&st) {
+                drop(st);
                 self.freed.notify_one();
-                None
-            } else {
-                Some(&mut st.hooks)
-            };
-            for h in hooks.into_iter().flat_map(|h| h.values_mut()) {
+                return;
+            }
+            let now = Instant::now();
+            for h in st.hooks.values_mut() {
                 let Some(t) = h.target.clone() else { continue };
                 while h.in_flight < h.limit {
                     let Some(c) = h.pop_fresh(now, &mut back) else {
@@ -350,7 +363,6 @@ impl DeliveryWorker {
         for (t, c) in starts {
             self.start(t, c);
         }
-        Ok(n)
     }
 
     /// Starts an attempt in a slot already counted in `in_flight`.
