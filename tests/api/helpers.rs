@@ -389,3 +389,28 @@ pub async fn serve(
         minted,
     }
 }
+
+/// Publishes `events` to the server at `base` with `key`; returns the accepted events' ids.
+pub async fn publish_ids(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    events: &Value,
+) -> Vec<String> {
+    let r = client
+        .post(format!("{base}/v1/events"))
+        .bearer_auth(key)
+        .header("x-request-id", rid())
+        .json(events)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|res| res["id"].as_str().unwrap().to_string())
+        .collect()
+}

@@ -2,7 +2,7 @@
 //! `scripts/test.sh`): gap-free CDC under concurrent writers on two nodes, delivery failover
 //! after `kill -9` of one of three nodes, and an export started on one node downloaded from
 //! another.
-use crate::helpers::{Served, TestApp, event, on_postgres, serve};
+use crate::helpers::{Served, TestApp, event, on_postgres, publish_ids, serve};
 use crate::receiver::{Receiver, Reply};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -168,19 +168,8 @@ async fn failover_after_kill_9_of_one_of_three_nodes_delivers_every_pair_without
                 let batch: Vec<Value> = (0..500)
                     .map(|i| event("org_f", &format!("f{b}-{i}"), "orders.order.created"))
                     .collect();
-                let r = client
-                    .post(format!("{}/v1/events", bases[b % 2]))
-                    .bearer_auth(&key)
-                    .header("x-request-id", "f")
-                    .json(&batch)
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 200);
-                let v: Value = r.json().await.unwrap();
-                for res in v["results"].as_array().unwrap() {
-                    accepted.insert(res["id"].as_str().unwrap().to_string());
-                }
+                accepted
+                    .extend(publish_ids(&client, &bases[b % 2], &key, &Value::Array(batch)).await);
             }
             accepted
         })

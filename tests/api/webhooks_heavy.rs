@@ -57,19 +57,9 @@ async fn kill_9_during_a_delivery_storm_loses_no_delivery() {
         let batch: Vec<Value> = (0..500)
             .map(|i| crate::helpers::event("org_c", &format!("s{b}-{i}"), "orders.order.created"))
             .collect();
-        let r = client
-            .post(format!("{}/v1/events", bin.base))
-            .bearer_auth(&key)
-            .header("x-request-id", "c")
-            .json(&batch)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let v: Value = r.json().await.unwrap();
-        for res in v["results"].as_array().unwrap() {
-            accepted.insert(res["id"].as_str().unwrap().to_string());
-        }
+        accepted.extend(
+            crate::helpers::publish_ids(&client, &bin.base, &key, &Value::Array(batch)).await,
+        );
         if !killed && b >= 10 && rxs[0].count() > 500 {
             bin.child.kill().await.unwrap(); // SIGKILL mid-storm
             killed = true;

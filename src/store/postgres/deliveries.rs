@@ -65,28 +65,27 @@ async fn claim_tx(
         .map(|s| s.webhook_id.as_str())
         .collect();
     ordered.sort_unstable();
-    if !ordered.is_empty() {
-        tx.execute(
-            &tx.prepare_cached("SELECT 1 FROM webhooks WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-                .await?,
-            &[&ordered],
-        )
-        .await?;
-    }
-    let mut out = claim_concurrent(tx, now, lease_ms, claimer, &slots).await?;
-    if ordered.is_empty() {
-        return Ok(out);
-    }
-    let active: std::collections::HashSet<String> = tx
-        .query(
-            &tx.prepare_cached("SELECT id FROM webhooks WHERE id = ANY($1) AND status = 'active'")
-                .await?,
+    // The active ones among them, read on the locked row versions.
+    let active: std::collections::HashSet<String> = if ordered.is_empty() {
+        Default::default()
+    } else {
+        tx.query(
+            &tx.prepare_cached(
+                "SELECT id FROM webhooks WHERE id = ANY($1) AND status = 'active'
+                 ORDER BY id FOR UPDATE",
+            )
+            .await?,
             &[&ordered],
         )
         .await?
         .into_iter()
         .map(|r| r.get(0))
-        .collect();
+        .collect()
+    };
+    let mut out = claim_concurrent(tx, now, lease_ms, claimer, &slots).await?;
+    if active.is_empty() {
+        return Ok(out);
+    }
     // Deliveries in flight anywhere: leased and the lease not over (`lease_until >= now` is
     // exactly "not claimable because of its lease").
     let leased = tx

@@ -144,12 +144,9 @@ impl DeliveryWorker {
                 )
                 .await
             {
-                Ok(true) => {
-                    // Its prefetched deliveries must not be sent any more: they are given back
-                    // (the pause already turned them `held`).
-                    self.forget_queue(&t.row.id);
-                    tracing::warn!(webhook_id = %t.row.id, reason, "webhook paused")
-                }
+                // The pause moved the webhook epoch: no queued delivery of it starts, and the
+                // next claim round gives its queue back (the pause already turned them `held`).
+                Ok(true) => tracing::warn!(webhook_id = %t.row.id, reason, "webhook paused"),
                 Ok(false) => {}
                 Err(e) => {
                     tracing::warn!(webhook_id = %t.row.id, error = %e, "pausing a webhook failed")

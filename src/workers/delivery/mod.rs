@@ -88,7 +88,7 @@ impl Hook {
 #[derive(Default)]
 struct State {
     hooks: HashMap<String, Hook>,
-    /// When the active webhook list was last read (`None`: never, or invalidated).
+    /// When the active webhook list was last read (`None`: never).
     refreshed: Option<Instant>,
     /// [`Services::webhook_epoch`] as it was before that read.
     epoch: u64,
@@ -255,19 +255,6 @@ impl DeliveryWorker {
                 tracing::warn!(error = %e, "giving back unattempted deliveries failed; their leases will lapse");
             }
         });
-    }
-
-    /// Drops a webhook's prefetched deliveries (after the worker paused it).
-    fn forget_queue(&self, webhook_id: &str) {
-        let mut back = GiveBack::new();
-        let mut st = self.state();
-        if let Some(h) = st.hooks.get_mut(webhook_id) {
-            h.target = None;
-            h.drop_queue(&mut back);
-        }
-        st.refreshed = None;
-        drop(st);
-        self.give_back(back);
     }
 
     /// One claim round: claims what is due within each webhook's free capacity (plus its
