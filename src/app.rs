@@ -1,6 +1,6 @@
 //! Wiring: config → store → services → HTTP server and workers.
 use crate::catalog::Catalog;
-use crate::config::Config;
+use crate::config::{Config, Worker};
 use crate::http::{self, AppState};
 use crate::node::NodeDir;
 use crate::service::jobs::JobEnv;
@@ -15,7 +15,6 @@ use crate::workers::retention::RetentionWorker;
 use anyhow::Context;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -63,10 +62,17 @@ pub fn metrics_handle() -> PrometheusHandle {
 }
 
 impl App {
-    /// Opens the store, applies migrations, loads the catalog and creates the first admin key.
+    /// Checks everything that can be checked (the `IPM_ADMIN_KEY` format, the connection cap,
+    /// the catalog, the data dir and store reachability) and only then creates anything: the
+    /// data dir and its lock, the sealing key, the store and its schema, the first admin key.
+    /// So a start that fails leaves nothing behind and prints no admin key that would be lost.
     pub async fn build(config: Config) -> anyhow::Result<App> {
         init_crypto();
+        let checked = preflight(&config).await?;
         let node_dir = NodeDir::open(&config.data_dir)?;
+        let webhooks =
+            crate::service::webhooks::WebhookKit::new(&config.webhooks, &config.data_dir)
+                .map_err(|e| anyhow::anyhow!("webhooks: {e}"))?;
         let (store, files) = open_store(&config).await?;
         let node_id = if store.hold_node(&node_dir.id).await? {
             node_dir.id.clone()
@@ -83,22 +89,24 @@ impl App {
             );
             fresh
         };
-        let catalog = Arc::new(load_catalog(&config)?);
+        let catalog = Arc::new(checked.catalog);
         let validator: Arc<dyn EventValidator> = Arc::new(CatalogValidator::new(
             catalog.clone(),
             config.catalog.unknown_types,
             config.catalog.validation,
         ));
         let mut services = Services::new(store, catalog, validator).await?;
-        services.webhooks = Arc::new(
-            crate::service::webhooks::WebhookKit::new(&config.webhooks, &config.data_dir)
-                .map_err(|e| anyhow::anyhow!("webhooks: {e}"))?,
-        );
+        services.webhooks = Arc::new(webhooks);
         let services = Arc::new(services);
-        let preset = std::env::var("IPM_ADMIN_KEY")
-            .ok()
-            .filter(|s| !s.is_empty());
-        let minted_admin_key = services.bootstrap_admin(preset.as_deref()).await?;
+        if checked.admin_key.is_some() && services.store.count_keys().await? > 0 {
+            tracing::warn!(
+                "IPM_ADMIN_KEY is ignored: the store already has API keys (it only seeds an \
+                 empty store)"
+            );
+        }
+        let minted_admin_key = services
+            .bootstrap_admin(checked.admin_key.as_deref())
+            .await?;
         let jobs = Arc::new(JobEnv {
             files,
             max_import_bytes: config.jobs.max_import_bytes,
@@ -142,10 +150,84 @@ impl App {
 /// Loads the configured catalog (or the embedded one); an invalid catalog refuses the start.
 pub fn load_catalog(config: &Config) -> anyhow::Result<Catalog> {
     match &config.catalog.dir {
-        Some(dir) => Catalog::load_dir(dir)
-            .map_err(|e| anyhow::anyhow!("the catalog in {} is invalid:\n{e}", dir.display())),
+        Some(dir) => Catalog::load_dir(dir).map_err(|e| {
+            anyhow::anyhow!(
+                "the catalog in {} (catalog.dir / --catalog) is invalid:\n{e}",
+                dir.display()
+            )
+        }),
         None => Catalog::embedded()
             .map_err(|e| anyhow::anyhow!("the embedded catalog is invalid:\n{e}")),
+    }
+}
+
+/// What [`preflight`] checked and hands on.
+struct Checked {
+    catalog: Catalog,
+    /// `IPM_ADMIN_KEY`, well-formed.
+    admin_key: Option<String>,
+}
+
+/// Every check that needs no creation, so a failing start creates nothing.
+async fn preflight(config: &Config) -> anyhow::Result<Checked> {
+    let admin_key = std::env::var("IPM_ADMIN_KEY")
+        .ok()
+        .filter(|s| !s.is_empty());
+    if let Some(k) = &admin_key
+        && crate::domain::auth::ApiToken::parse(k).is_none()
+    {
+        // Never echo the value: it is meant to be a secret.
+        let what = if k.starts_with("ipm_key_") {
+            "its key id (a 26-character ULID) or its secret part is malformed"
+        } else {
+            "it does not start with ipm_key_"
+        };
+        anyhow::bail!(
+            "IPM_ADMIN_KEY is not an API key ({what}; {} characters): expected \
+             ipm_key_<26-character ULID>_<secret of 16 to 256 characters from A-Z a-z 0-9 ->, \
+             or unset it and the first start mints an admin key and prints it once",
+            k.len()
+        );
+    }
+    crate::server::connection_cap(&config.server).map_err(anyhow::Error::msg)?;
+    let catalog = load_catalog(config)?;
+    if config.data_dir.exists() && !config.data_dir.is_dir() {
+        anyhow::bail!(
+            "data_dir = {} is not a directory: choose another with --data-dir",
+            config.data_dir.display()
+        );
+    }
+    match config.database_url.as_deref() {
+        Some(u) if u.starts_with("postgres") => crate::store::postgres::check(u)
+            .await
+            .map_err(|e| anyhow::anyhow!(store_message(e)))?,
+        _ => check_sqlite_file(&config.sqlite_path())?,
+    }
+    Ok(Checked { catalog, admin_key })
+}
+
+/// An existing SQLite store file must be one (a new one is created later).
+fn check_sqlite_file(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Read;
+    if !path.exists() {
+        return Ok(());
+    }
+    let mut head = [0u8; 16];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .with_context(|| format!("reading the SQLite store {}", path.display()))?;
+    anyhow::ensure!(
+        n == 0 || head == *b"SQLite format 3\0",
+        "{} is not a SQLite database (database_url / data_dir): point database_url or \
+         --data-dir elsewhere",
+        path.display()
+    );
+    Ok(())
+}
+
+fn store_message(e: crate::store::StoreError) -> String {
+    match e {
+        crate::store::StoreError::Backend(m) | crate::store::StoreError::Conflict(m) => m,
     }
 }
 
@@ -159,7 +241,7 @@ async fn open_store(config: &Config) -> anyhow::Result<(DynStore, Arc<dyn FileSt
                 .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
             let store = PgStore::open(u)
                 .await
-                .context("opening the PostgreSQL store (database_url)")?;
+                .map_err(|e| anyhow::anyhow!(store_message(e)))?;
             let files = store.files();
             Ok((Arc::new(store), files))
         }
@@ -179,8 +261,8 @@ async fn open_store(config: &Config) -> anyhow::Result<(DynStore, Arc<dyn FileSt
     }
 }
 
-/// Serves the API on `listener` with all workers until `shutdown` resolves, then drains
-/// in-flight requests, stops the workers and closes the store.
+/// Serves the API on `listener` with this node's workers (`workers.*`) until `shutdown`
+/// resolves, then drains in-flight requests, stops the workers and closes the store.
 pub async fn run(
     app: App,
     listener: TcpListener,
@@ -188,33 +270,41 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
     let mut workers = Vec::new();
-    if let Some(days) = app.config.retention.days {
+    let mut running = Vec::new();
+    let config = &app.config;
+    if config.runs(Worker::Retention)
+        && let Some(days) = config.retention.days
+    {
         workers.push(RetentionWorker::new(app.services.store.clone(), days).spawn(stop.clone()));
+        running.push(Worker::Retention.key());
     }
-    if app.config.jobs.worker {
+    if config.runs(Worker::Jobs) {
         workers.push(app.job_worker().spawn(stop.clone()));
+        running.push(Worker::Jobs.key());
     }
-    workers.push(
-        crate::workers::delivery::DeliveryWorker::new(app.services.clone(), &app.node_id)
-            .spawn(stop.clone()),
-    );
-    let router = app.router();
-    let server_stop = stop.clone();
-    let result = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        tokio::select! {
-            _ = shutdown => {}
-            _ = server_stop.cancelled() => {}
-        }
-    })
-    .await;
+    if config.runs(Worker::Delivery) {
+        workers.push(
+            crate::workers::delivery::DeliveryWorker::new(app.services.clone(), &app.node_id)
+                .spawn(stop.clone()),
+        );
+        running.push(Worker::Delivery.key());
+    }
+    if running.is_empty() {
+        tracing::info!("no background workers on this node (API-only; see workers.*)");
+    } else {
+        tracing::info!(workers = %running.join(","), "background workers started");
+    }
+    let http_stop = CancellationToken::new();
+    let signal = http_stop.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        signal.cancel();
+    });
+    let result = crate::server::serve(listener, app.router(), &app.config.server, http_stop).await;
     stop.cancel();
     for w in workers {
         let _ = w.await;
     }
     app.services.store.close().await?;
-    result.context("serving HTTP")
+    result.map_err(anyhow::Error::msg).context("serving HTTP")
 }

@@ -5,9 +5,10 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// `IPM_*` variables that belong to the CLI client, bootstrap or logging (`IPM_LOG`), not to the
-/// config tree.
-const NON_CONFIG_ENV: &[&str] = &["admin_key", "url", "key", "config", "log"];
+mod env;
+mod server;
+
+pub use server::{ServerConfig, Worker, WorkersConfig};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -23,6 +24,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub jobs: JobsConfig,
     pub webhooks: WebhooksConfig,
+    pub server: ServerConfig,
+    pub workers: WorkersConfig,
 }
 
 impl Default for Config {
@@ -35,6 +38,8 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             jobs: JobsConfig::default(),
             webhooks: WebhooksConfig::default(),
+            server: ServerConfig::default(),
+            workers: WorkersConfig::default(),
         }
     }
 }
@@ -85,8 +90,8 @@ pub struct JobsConfig {
     /// Seconds a worker's claim on a job holds without progress before another worker (or a
     /// restarted process) may take the job over.
     pub lease_secs: u64,
-    /// Run the job worker in this process (turn off for API-only nodes, or in tests that drive
-    /// the worker step by step).
+    /// Deprecated: `false` is the old spelling of `workers.enabled = false` (an API-only node);
+    /// see [`WorkersConfig`].
     pub worker: bool,
     /// Events an export writes per step (one checkpoint each).
     pub export_chunk: usize,
@@ -147,27 +152,55 @@ impl WebhooksConfig {
         crate::domain::ssrf::AllowList::parse(&self.allow_private_targets)
             .map_err(|e| format!("invalid configuration: webhooks.allow_private_targets: {e}"))?;
         if self.retry_schedule_secs.len() > 50 {
+            return Err(format!(
+                "invalid configuration: webhooks.retry_schedule_secs has {} entries: at most 50",
+                self.retry_schedule_secs.len()
+            ));
+        }
+        if !(1..=300).contains(&self.attempt_timeout_secs) {
+            return Err(format!(
+                "invalid configuration: webhooks.attempt_timeout_secs = {}: must be 1..=300",
+                self.attempt_timeout_secs
+            ));
+        }
+        if !(1..=256).contains(&self.max_in_flight) {
+            return Err(format!(
+                "invalid configuration: webhooks.max_in_flight = {}: must be 1..=256",
+                self.max_in_flight
+            ));
+        }
+        if self.pause_after_consecutive_failures == 0 {
             return Err(
-                "invalid configuration: webhooks.retry_schedule_secs has more than 50 entries"
+                "invalid configuration: webhooks.pause_after_consecutive_failures = 0: \
+                 must be at least 1"
                     .into(),
             );
         }
-        if !(1..=300).contains(&self.attempt_timeout_secs) {
-            return Err(
-                "invalid configuration: webhooks.attempt_timeout_secs must be 1..=300".into(),
-            );
-        }
-        if !(1..=256).contains(&self.max_in_flight) {
-            return Err("invalid configuration: webhooks.max_in_flight must be 1..=256".into());
-        }
-        if self.pause_after_consecutive_failures == 0 {
-            return Err("invalid configuration: webhooks.pause_after_consecutive_failures must be at least 1".into());
-        }
         if let Some(k) = &self.encryption_key {
-            crate::domain::sealing::Sealer::from_base64(k)
-                .map_err(|e| format!("invalid configuration: webhooks.encryption_key: {e}"))?;
+            crate::domain::sealing::Sealer::from_base64(k).map_err(|e| {
+                format!(
+                    "invalid configuration: webhooks.encryption_key: {e} (expected base64 of 32 \
+                     random bytes, e.g. from `openssl rand -base64 32`)"
+                )
+            })?;
         }
         Ok(())
+    }
+}
+
+/// `url` with its password replaced by `***` (for messages and logs).
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => match url.split_once('@') {
+            // Unparseable: keep the scheme and host part only.
+            Some((_, host)) => format!("…@{host}"),
+            None => url.to_string(),
+        },
     }
 }
 
@@ -190,52 +223,129 @@ pub struct FlagCatalog {
     pub dir: PathBuf,
 }
 
+/// Where the config file came from (for error messages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// `--config FILE`.
+    Flag,
+    /// `IPM_CONFIG=FILE`.
+    Env,
+}
+
+/// A loaded config and the warnings to print once logging is up.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    /// One line each: ignored `IPM_*` variables, deprecated keys.
+    pub warnings: Vec<String>,
+}
+
 impl Config {
     /// Loads the layers. `file` is `--config`; without it, `./ipm.toml` is read when present.
     pub fn load(file: Option<&Path>, flags: Flags) -> Result<Config, String> {
+        Self::load_reporting(file.map(|f| (f, ConfigSource::Flag)), flags).map(|l| l.config)
+    }
+
+    /// Loads the layers and reports what an operator should know: `IPM_*` variables that are not
+    /// config keys are ignored with a warning (see [`env`]), a missing config file names the flag
+    /// or variable that pointed at it, and every error names the source, the key and the value.
+    pub fn load_reporting(
+        file: Option<(&Path, ConfigSource)>,
+        flags: Flags,
+    ) -> Result<Loaded, String> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         match file {
-            Some(f) if !f.exists() => {
-                return Err(format!("config file {} does not exist", f.display()));
+            Some((f, from)) if !f.exists() => {
+                let via = match from {
+                    ConfigSource::Flag => "--config",
+                    ConfigSource::Env => "IPM_CONFIG",
+                };
+                return Err(format!(
+                    "config file {} (from {via}) does not exist",
+                    f.display()
+                ));
             }
-            Some(f) => fig = fig.merge(Toml::file_exact(f)),
+            Some((f, _)) => fig = fig.merge(Toml::file_exact(f)),
             None => fig = fig.merge(Toml::file("ipm.toml")),
         }
-        let env = Env::prefixed("IPM_").split("__").filter(|k| {
-            !NON_CONFIG_ENV
-                .iter()
-                .any(|n| k.as_str().eq_ignore_ascii_case(n))
-        });
+        // The names as set (figment's `Env` lower-cases them), prefix matched like figment's.
+        let names: Vec<String> = std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .filter(|k| k.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("IPM_")))
+            .filter_map(|k| k.get(4..).filter(|r| !r.is_empty()).map(str::to_string))
+            .collect();
+        let scan = env::scan(names.iter().map(String::as_str));
+        let keep = scan.config;
+        let env = Env::prefixed("IPM_")
+            .filter(move |k| keep.iter().any(|c| k.as_str().eq_ignore_ascii_case(c)))
+            .split("__");
         let config: Config = fig
             .merge(env)
             .merge(Serialized::defaults(flags))
             .extract()
-            .map_err(|e| format!("invalid configuration: {e}"))?;
+            .map_err(env::describe)?;
         config.validate()?;
-        Ok(config)
+        let mut warnings = scan.warnings;
+        if !config.jobs.worker {
+            warnings.push(
+                "jobs.worker is deprecated: `jobs.worker = false` makes an API-only node (no \
+                 background worker of any kind); write `workers.enabled = false` instead, or \
+                 `workers.jobs = false` to stop only the job worker"
+                    .into(),
+            );
+        }
+        Ok(Loaded { config, warnings })
+    }
+
+    /// Whether this node runs the background worker `w` (`workers.*`; the deprecated
+    /// `jobs.worker = false` turns every worker off).
+    pub fn runs(&self, w: Worker) -> bool {
+        let on = self.workers.enabled && self.jobs.worker;
+        on && match w {
+            Worker::Delivery => self.workers.delivery,
+            Worker::Jobs => self.workers.jobs,
+            Worker::Retention => self.workers.retention,
+        }
     }
 
     fn validate(&self) -> Result<(), String> {
-        self.listen
-            .parse::<std::net::SocketAddr>()
-            .map_err(|e| format!("invalid configuration: listen `{}`: {e}", self.listen))?;
+        self.listen.parse::<std::net::SocketAddr>().map_err(|e| {
+            format!(
+                "invalid configuration: listen = \"{}\": {e} (expected IP:PORT, e.g. \
+                 127.0.0.1:8080 or 0.0.0.0:8080)",
+                self.listen
+            )
+        })?;
         if let Some(url) = &self.database_url
             && !(url.starts_with("sqlite:")
                 || url.starts_with("postgres://")
                 || url.starts_with("postgresql://"))
         {
-            return Err("invalid configuration: database_url must start with sqlite:, postgres:// or postgresql://".into());
+            return Err(format!(
+                "invalid configuration: database_url = \"{}\": must start with sqlite:, \
+                 postgres:// or postgresql://",
+                redact_url(url)
+            ));
         }
-        if self.jobs.export_chunk == 0 || self.jobs.import_chunk == 0 {
+        for (key, v) in [
+            ("export_chunk", self.jobs.export_chunk),
+            ("import_chunk", self.jobs.import_chunk),
+        ] {
+            if v == 0 {
+                return Err(format!(
+                    "invalid configuration: jobs.{key} = 0: must be at least 1"
+                ));
+            }
+        }
+        if self.retention.days == Some(0) {
             return Err(
-                "invalid configuration: jobs.export_chunk and jobs.import_chunk must be at least 1"
+                "invalid configuration: retention.days = 0: must be at least 1 (or \
+                 absent to keep everything)"
                     .into(),
             );
         }
-        if self.retention.days == Some(0) {
-            return Err("invalid configuration: retention.days must be at least 1".into());
-        }
         self.webhooks.validate()?;
+        self.server.validate()?;
         Ok(())
     }
 

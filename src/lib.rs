@@ -9,6 +9,7 @@
 //! - [`workers`]: background work with a single-step `run_once` (retention).
 //! - [`cli`]: the `ipm` command line (serve and client subcommands).
 //! - [`node`]: this process's data-dir lock and stable node id (what workers lease under).
+//! - [`server`]: the connection layer (accept loop, timeouts, connection cap).
 //! - [`app`]: wires config, store and services together and runs the server.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
@@ -19,6 +20,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod node;
+pub mod server;
 pub mod service;
 pub mod store;
 pub mod workers;

@@ -334,10 +334,29 @@ pub async fn serve(
     env: &[(&str, &str)],
     log: Option<std::sync::Arc<std::sync::Mutex<String>>>,
 ) -> Served {
+    serve_limited(dir, env, log, None).await
+}
+
+/// [`serve`] under an open-files limit of `nofile` (soft and hard, set by `ulimit -n`) when given.
+pub async fn serve_limited(
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+    log: Option<std::sync::Arc<std::sync::Mutex<String>>>,
+    nofile: Option<u64>,
+) -> Served {
     use std::process::Stdio;
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
     ipm::app::init_crypto();
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_ipm"));
+    let mut cmd = match nofile {
+        None => tokio::process::Command::new(env!("CARGO_BIN_EXE_ipm")),
+        Some(n) => {
+            let mut c = tokio::process::Command::new("sh");
+            c.arg("-c")
+                .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                .arg(env!("CARGO_BIN_EXE_ipm"));
+            c
+        }
+    };
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
         .env("IPM_LOG", "warn")

@@ -41,7 +41,7 @@ impl JobApp {
             ..Config::default()
         };
         config.catalog.unknown_types = ipm::config::UnknownTypes::Accept;
-        config.jobs.worker = false;
+        config.workers.jobs = false;
         config.database_url = crate::helpers::database_url_for(dir.path());
         tweak(&mut config);
         let app = App::build(config).await.unwrap();

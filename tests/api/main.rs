@@ -10,6 +10,7 @@ mod cli;
 mod cli_jobs;
 mod concurrency;
 mod conformance;
+mod connections;
 mod crash;
 mod events;
 mod exports;

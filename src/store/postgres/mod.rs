@@ -11,6 +11,7 @@
 //! - Commits are announced with `NOTIFY ipm_commits` (payload: the highest sequence), which every
 //!   node's listener turns into its [`EventLog::commits`](super::EventLog::commits) signal.
 //! - Work is leased with `FOR UPDATE SKIP LOCKED` and fenced by tokens (deliveries, jobs).
+mod connect;
 mod deliveries;
 mod events;
 mod files;
@@ -32,6 +33,7 @@ mod tests_util;
 mod tests_webhooks;
 mod webhooks;
 
+pub use connect::check;
 pub use files::PgFiles;
 
 use super::{Meta, StoreError, StoreResult};
@@ -73,16 +75,18 @@ struct Inner {
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
-        match e.as_db_error() {
-            Some(db) => StoreError::Backend(format!("{}: {}", db.code().code(), db.message())),
-            None => StoreError::Backend(e.to_string()),
-        }
+        StoreError::Backend(connect::cause(&e))
     }
 }
 
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        StoreError::Backend(format!("connection pool: {e}"))
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => {
+                StoreError::Backend(format!("connection pool: {}", connect::cause(&e)))
+            }
+            e => StoreError::Backend(format!("connection pool: {e}")),
+        }
     }
 }
 
@@ -90,9 +94,7 @@ impl PgStore {
     /// Connects to `url` (`postgres://…`), applies migrations (serialized between nodes that
     /// start at once) and starts listening for other nodes' commits.
     pub async fn open(url: &str) -> StoreResult<Self> {
-        let config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| StoreError::Backend(format!("invalid database_url: {e}")))?;
+        let config = connect::parse(url)?;
         let manager = Manager::from_config(
             config.clone(),
             NoTls,
@@ -107,7 +109,12 @@ impl PgStore {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Backend(format!("connection pool: {e}")))?;
-        let mut client = pool.get().await?;
+        let mut client = pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => {
+                StoreError::Backend(connect::describe(&e, &config, url))
+            }
+            e => StoreError::from(e),
+        })?;
         migrations::apply(&mut client).await?;
         let last: i64 = client
             .query_one("SELECT COALESCE(MAX(seq), 0) FROM events", &[])
