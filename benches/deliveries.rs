@@ -12,7 +12,7 @@
 //! (default 32); both are printed.
 //!
 //! `--postgres`: the server runs on PostgreSQL instead of SQLite (a fresh database per part on
-//! `IPM_BENCH_PG_URL`, default the server of `scripts/setup-postgres.sh`).
+//! `IPM_BENCH_PG_URL`, default `postgres://ipm:ipm@127.0.0.1:5432/postgres`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common {

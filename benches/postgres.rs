@@ -1,6 +1,6 @@
 //! PostgreSQL benchmarks (issue 3). Run: `cargo bench --bench postgres` (add `-- --quick` for
-//! smaller sizes). Needs a PostgreSQL server: `IPM_BENCH_PG_URL` (default: the test server of
-//! `scripts/setup-postgres.sh`, `postgres://ipm:ipm@127.0.0.1:5432/postgres`); each part runs
+//! smaller sizes). Needs a PostgreSQL server: `IPM_BENCH_PG_URL` (default:
+//! `postgres://ipm:ipm@127.0.0.1:5432/postgres`, a server with default settings); each part runs
 //! on a fresh database.
 //!
 //! 1. Batched ingest over HTTP on one node (4 clients, 1,000 events of ~1 KB per request) vs a

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# THE test command: installs the test tools and starts PostgreSQL (both idempotent), then runs
+# THE test command: installs the test tools and starts its own PostgreSQL (both idempotent), then runs
 # every test target on SQLite (the conformance suite covers both backends), and the API suite a
 # second time on PostgreSQL (a fresh database per test), multi-node tests included.
 # Uses cargo-nextest when present (CI machines have it), else cargo test.
@@ -7,7 +7,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup-test-tools.sh
-TEST_IPM_PG_URL="$(bash scripts/setup-postgres.sh)"
+# The suite's own PostgreSQL (a private instance on a free port), stopped when this script ends;
+# a TEST_IPM_PG_URL set by the caller is used as is.
+if [[ -z "${TEST_IPM_PG_URL:-}" ]]; then
+    trap 'bash scripts/setup-postgres.sh stop || true' EXIT
+fi
+TEST_IPM_PG_URL="$(bash scripts/setup-postgres.sh start)"
 export TEST_IPM_PG_URL
 # Databases left by earlier runs of this suite.
 psql "$TEST_IPM_PG_URL" -qtAc "SELECT datname FROM pg_database WHERE datname LIKE 'ipm\_t\_%'" |

@@ -1,8 +1,8 @@
 //! PostgreSQL helpers shared by the benchmarks (a module, not a bench target).
 #![allow(dead_code)]
 
-/// The server the benchmarks use: `IPM_BENCH_PG_URL`, default the test server of
-/// `scripts/setup-postgres.sh`.
+/// The server the benchmarks use: `IPM_BENCH_PG_URL`, default a server with default settings
+/// on 127.0.0.1:5432 (role ipm/ipm). Not the test suite's own instance, which runs with fsync off.
 pub fn admin_url() -> String {
     std::env::var("IPM_BENCH_PG_URL")
         .unwrap_or_else(|_| "postgres://ipm:ipm@127.0.0.1:5432/postgres".into())
@@ -13,7 +13,7 @@ pub async fn fresh_db() -> String {
     let admin = admin_url();
     let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
         .await
-        .expect("connect to IPM_BENCH_PG_URL (run scripts/setup-postgres.sh)");
+        .expect("connect to IPM_BENCH_PG_URL (default postgres://ipm:ipm@127.0.0.1:5432/postgres)");
     tokio::spawn(conn);
     let name = format!(
         "ipm_b_{}",

@@ -107,3 +107,53 @@ impl Worker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+    use super::*;
+
+    #[test]
+    fn worker_switches_and_the_deprecated_jobs_worker() {
+        let mut c = Config::default();
+        assert!(Worker::ALL.iter().all(|w| c.runs(*w)));
+        c.workers.delivery = false;
+        assert!(!c.runs(Worker::Delivery) && c.runs(Worker::Jobs) && c.runs(Worker::Retention));
+        c.workers.delivery = true;
+        c.workers.enabled = false;
+        assert!(Worker::ALL.iter().all(|w| !c.runs(*w)));
+        // `jobs.worker = false` was documented as an API-only node: it turns every worker off.
+        let mut old = Config::default();
+        old.jobs.worker = false;
+        assert!(Worker::ALL.iter().all(|w| !old.runs(*w)));
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn stray_variables_start_with_warnings_and_deprecations_warn() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("IPM_PORT", "tcp://10.0.0.1:8080");
+            jail.set_env("IPM_SERVICE_HOST", "10.0.0.1");
+            jail.set_env("IPM_RETENTION_DAYS", "3");
+            jail.set_env("IPM_JOBS__WORKER", "false");
+            jail.set_env("IPM_SERVER__IDLE_TIMEOUT_SECS", "5");
+            let l =
+                Config::load_reporting(None, Default::default()).map_err(figment::Error::from)?;
+            assert_eq!(l.config.server.idle_timeout_secs, 5);
+            assert_eq!(l.config.retention.days, None);
+            assert_eq!(l.warnings.len(), 3, "{:?}", l.warnings);
+            assert!(
+                l.warnings
+                    .iter()
+                    .any(|w| w.contains("jobs.worker is deprecated"))
+            );
+            jail.set_env("IPM_SERVER__IDLE_TIMEOUT", "5");
+            let e = Config::load_reporting(None, Default::default()).unwrap_err();
+            assert!(
+                e.contains("IPM_SERVER__IDLE_TIMEOUT") && e.contains("idle_timeout_secs"),
+                "{e}"
+            );
+            Ok(())
+        });
+    }
+}

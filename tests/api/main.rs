@@ -28,6 +28,8 @@ mod ops;
 mod receiver;
 mod schemathesis;
 mod smoke;
+mod startup;
 mod webhooks;
 mod webhooks_claim;
 mod webhooks_heavy;
+mod workers;
