@@ -69,10 +69,17 @@ impl App {
     pub async fn build(config: Config) -> anyhow::Result<App> {
         init_crypto();
         let checked = preflight(&config).await?;
-        let node_dir = NodeDir::open(&config.data_dir)?;
+        let node_dir = NodeDir::open(&config.data_dir)
+            .with_context(|| format!("data_dir = {}", config.data_dir.display()))?;
         let webhooks =
-            crate::service::webhooks::WebhookKit::new(&config.webhooks, &config.data_dir)
-                .map_err(|e| anyhow::anyhow!("webhooks: {e}"))?;
+            crate::service::webhooks::WebhookKit::new(&config.webhooks, &config.data_dir).map_err(
+                |e| {
+                    anyhow::anyhow!(
+                        "the webhook sealing key (webhooks.encryption_key, else {}): {e}",
+                        config.data_dir.join("webhook-secrets.key").display()
+                    )
+                },
+            )?;
         let (store, files) = open_store(&config).await?;
         let node_id = if store.hold_node(&node_dir.id).await? {
             node_dir.id.clone()
@@ -251,9 +258,12 @@ async fn open_store(config: &Config) -> anyhow::Result<(DynStore, Arc<dyn FileSt
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("creating data dir {}", dir.display()))?;
             }
-            let store = SqliteStore::open(&path)
-                .await
-                .with_context(|| format!("opening the SQLite store at {}", path.display()))?;
+            let store = SqliteStore::open(&path).await.with_context(|| {
+                format!(
+                    "opening the SQLite store at {} (database_url / data_dir)",
+                    path.display()
+                )
+            })?;
             let files: Arc<dyn FileStore> =
                 Arc::new(LocalFiles::new(config.data_dir.join("files")));
             Ok((Arc::new(store), files))
