@@ -6,7 +6,8 @@
 #   bash scripts/setup-postgres.sh stop      stop it (idempotent)
 #
 # With TEST_IPM_PG_URL set, that server is used instead: `start` only checks that it answers and
-# prints it; `stop` does nothing. scripts/test.sh starts the instance and stops it on exit.
+# prints it. `stop` always stops this checkout's private instance, if it runs. scripts/test.sh
+# starts the instance and stops it on exit.
 #
 # Binaries: Debian's `postgresql` package (installed when missing), or `pg_config --bindir`.
 # As root (CI), the server runs as the `postgres` user, since initdb refuses to run as root.
@@ -22,8 +23,7 @@ log() { echo "setup-postgres: $*" >&2; }
 as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 answers() { psql "$1" -qtAc 'SELECT 1' >/dev/null 2>&1; }
 
-if [[ -n "${TEST_IPM_PG_URL:-}" ]]; then
-    [[ "$CMD" == "stop" ]] && exit 0
+if [[ -n "${TEST_IPM_PG_URL:-}" && "$CMD" == "start" ]]; then
     if command -v psql >/dev/null && answers "$TEST_IPM_PG_URL"; then
         echo "$TEST_IPM_PG_URL"
         exit 0
