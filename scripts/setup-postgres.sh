@@ -117,6 +117,7 @@ shared_buffers = 128MB
 fsync = off
 synchronous_commit = off
 full_page_writes = off
+max_wal_size = 256MB
 EOF
     log "created a test PostgreSQL cluster in $PGDATA (max_connections $max_conn)"
 fi

@@ -7,16 +7,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup-test-tools.sh
+# The suite's test databases (fresh ones per test, named ipm_t_…), dropped before and after.
+drop_test_databases() {
+    [[ -n "${TEST_IPM_PG_URL:-}" ]] || return 0
+    psql "$TEST_IPM_PG_URL" -qtAc "SELECT datname FROM pg_database WHERE datname LIKE 'ipm\_t\_%'" |
+        while read -r db; do psql "$TEST_IPM_PG_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true; done
+}
 # The suite's own PostgreSQL (a private instance on a free port), stopped when this script ends;
 # a TEST_IPM_PG_URL set by the caller is used as is.
 if [[ -z "${TEST_IPM_PG_URL:-}" ]]; then
-    trap 'bash scripts/setup-postgres.sh stop || true' EXIT
+    trap 'drop_test_databases || true; bash scripts/setup-postgres.sh stop || true' EXIT
+else
+    trap 'drop_test_databases || true' EXIT
 fi
 TEST_IPM_PG_URL="$(bash scripts/setup-postgres.sh start)"
 export TEST_IPM_PG_URL
-# Databases left by earlier runs of this suite.
-psql "$TEST_IPM_PG_URL" -qtAc "SELECT datname FROM pg_database WHERE datname LIKE 'ipm\_t\_%'" |
-    while read -r db; do psql "$TEST_IPM_PG_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true; done
+drop_test_databases
 
 if cargo nextest --version >/dev/null 2>&1; then
     profile="default"
